@@ -26,3 +26,30 @@ def _reference_path(relative: str) -> pathlib.Path:
 def reference_path():
   """Returns a function mapping a path relative to shared/reference to a Path."""
   return _reference_path
+
+
+# A deliberately odd-sized T5 so that axis mix-ups fail loudly.
+TINY_CONFIG_KWARGS = dict(
+    vocab_size=37, emb_dim=13, num_heads=3, head_dim=5, mlp_dim=11,
+    num_encoder_layers=2, num_decoder_layers=2,
+    relative_attention_num_buckets=8, relative_attention_max_distance=16,
+    dropout_rate=0.1)
+
+
+@pytest.fixture(scope='session')
+def tiny_config():
+  from prompt_tuning import t5  # pylint: disable=g-import-not-at-top
+  return t5.T5Config(**TINY_CONFIG_KWARGS)
+
+
+@pytest.fixture(scope='session')
+def tiny_params(tiny_config):
+  """Unboxed float32 parameters of the tiny T5 (no prompt), fixed seed."""
+  import flax  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from prompt_tuning import t5  # pylint: disable=g-import-not-at-top
+  variables = t5.Transformer(tiny_config).init(
+      jax.random.PRNGKey(0), jnp.ones((1, 3), jnp.int32),
+      jnp.ones((1, 2), jnp.int32))
+  return flax.core.meta.unbox(variables['params'])

@@ -1,0 +1,292 @@
+"""T5 1.1 encoder-decoder with a soft prompt in front of the encoder.
+
+Letters: B batch, T encoder input length, P prompt length, U decoder length,
+H embed, V vocabulary, L max decode length.
+
+The parameter tree is flaxformer's (`token_embedder`, `encoder/layers_N/...`,
+`decoder/logits_dense`), so released t5x checkpoints load as they are. The only
+entry points are `encode`, `decode` and `__call__`.
+"""
+import dataclasses
+from typing import Any, Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prompt_tuning import layers
+from prompt_tuning import prompts
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Config:
+  """Sizes and numerics of a T5 model (defaults: T5 1.1 Small)."""
+  vocab_size: int = 32128
+  emb_dim: int = 512
+  num_heads: int = 6
+  head_dim: int = 64
+  mlp_dim: int = 1024
+  num_encoder_layers: int = 8
+  num_decoder_layers: int = 8
+  relative_attention_num_buckets: int = 32
+  relative_attention_max_distance: int = 128
+  dropout_rate: float = 0.1
+  # Activation dtype; parameters are always float32.
+  dtype: Any = jnp.float32
+  layer_norm_epsilon: float = 1e-6
+  # T5 1.1: gated GELU. T5 1.0: ('relu',).
+  mlp_activations: Tuple[str, ...] = ('gelu', 'linear')
+  # T5 1.0 ties the output layer to the embedding; T5 1.1 does not.
+  logits_via_embedding: bool = False
+
+  def __post_init__(self):
+    object.__setattr__(self, 'dtype', jnp.dtype(self.dtype))
+    object.__setattr__(self, 'mlp_activations', tuple(self.mlp_activations))
+    for field in ('vocab_size', 'emb_dim', 'num_heads', 'head_dim', 'mlp_dim',
+                  'num_encoder_layers', 'num_decoder_layers',
+                  'relative_attention_num_buckets'):
+      if getattr(self, field) <= 0:
+        raise ValueError(f'T5Config.{field} must be positive, got '
+                         f'{getattr(self, field)}')
+
+
+# The paper's sizes (T5 1.1); vocabulary 32128, 32 buckets, max distance 128.
+CONFIGS = {
+    'small': T5Config(emb_dim=512, num_heads=6, head_dim=64, mlp_dim=1024,
+                      num_encoder_layers=8, num_decoder_layers=8),
+    'base': T5Config(emb_dim=768, num_heads=12, head_dim=64, mlp_dim=2048,
+                     num_encoder_layers=12, num_decoder_layers=12),
+    'large': T5Config(emb_dim=1024, num_heads=16, head_dim=64, mlp_dim=2816,
+                      num_encoder_layers=24, num_decoder_layers=24),
+    'xl': T5Config(emb_dim=2048, num_heads=32, head_dim=64, mlp_dim=5120,
+                   num_encoder_layers=24, num_decoder_layers=24),
+    'xxl': T5Config(emb_dim=4096, num_heads=64, head_dim=64, mlp_dim=10240,
+                    num_encoder_layers=24, num_decoder_layers=24),
+}
+
+
+def _dropout(config: T5Config) -> nn.Dropout:
+  # Dropout masks shared along the length axis, as in t5x.
+  return nn.Dropout(config.dropout_rate, broadcast_dims=(-2,))
+
+
+def _attention(config: T5Config, name: str) -> layers.MultiHeadAttention:
+  return layers.MultiHeadAttention(config.num_heads, config.head_dim,
+                                   config.dtype, config.dropout_rate, name=name)
+
+
+def _norm(config: T5Config, name: str) -> layers.RMSNorm:
+  return layers.RMSNorm(config.layer_norm_epsilon, config.dtype, name=name)
+
+
+def _mlp(config: T5Config) -> layers.MlpBlock:
+  return layers.MlpBlock(config.mlp_dim, config.mlp_activations, config.dtype,
+                         config.dropout_rate, name='mlp')
+
+
+def _relpos(config: T5Config) -> layers.RelativePositionBiases:
+  return layers.RelativePositionBiases(
+      config.relative_attention_num_buckets,
+      config.relative_attention_max_distance, config.num_heads, config.dtype,
+      name='relpos_bias')
+
+
+def _constrain(x: Array) -> Array:
+  return nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
+
+
+class EncoderLayer(nn.Module):
+  """Pre-norm self-attention and MLP sublayers with residuals."""
+  config: T5Config
+
+  @nn.compact
+  def __call__(self, inputs, mask, bias, deterministic):
+    """[B, P+T, H] -> [B, P+T, H]."""
+    cfg = self.config
+    x = _norm(cfg, 'pre_attention_layer_norm')(inputs)
+    x = _attention(cfg, 'attention')(x, x, mask, bias,
+                                     deterministic=deterministic)
+    x = _dropout(cfg)(x, deterministic=deterministic) + inputs
+    y = _norm(cfg, 'pre_mlp_layer_norm')(x)
+    y = _mlp(cfg)(y, deterministic=deterministic)
+    return _constrain(_dropout(cfg)(y, deterministic=deterministic) + x)
+
+
+class DecoderLayer(nn.Module):
+  """Causal self-attention, cross-attention and MLP sublayers."""
+  config: T5Config
+
+  @nn.compact
+  def __call__(self, inputs, encoded, self_mask, cross_mask, bias,
+               deterministic, decode):
+    """[B, U, H] attending to encoded [B, P+T, H] -> [B, U, H]."""
+    cfg = self.config
+    x = _norm(cfg, 'pre_self_attention_layer_norm')(inputs)
+    x = _attention(cfg, 'self_attention')(
+        x, x, self_mask, bias, deterministic=deterministic, decode=decode)
+    x = _dropout(cfg)(x, deterministic=deterministic) + inputs
+    y = _norm(cfg, 'pre_cross_attention_layer_norm')(x)
+    y = _attention(cfg, 'encoder_decoder_attention')(
+        y, encoded, cross_mask, deterministic=deterministic)
+    y = _dropout(cfg)(y, deterministic=deterministic) + x
+    z = _norm(cfg, 'pre_mlp_layer_norm')(y)
+    z = _mlp(cfg)(z, deterministic=deterministic)
+    return _constrain(_dropout(cfg)(z, deterministic=deterministic) + y)
+
+
+class Encoder(nn.Module):
+  """Embeds tokens, prepends the prompt, and runs the encoder stack."""
+  config: T5Config
+  shared_embedding: nn.Module
+  prompt_length: int = 0
+  prompt_init: prompts.Initializer = prompts.random_uniform()
+
+  @nn.compact
+  def __call__(self, encoder_input_tokens, prompt=None, prompt_ids=None,
+               enable_dropout=False):
+    """[B, T] tokens -> [B, P+T, H] (P = 0 without a prompt)."""
+    cfg = self.config
+    deterministic = not enable_dropout
+    # [B, T] -> [B, T, H]
+    x = self.shared_embedding(encoder_input_tokens.astype(jnp.int32))
+    if prompt is None and self.prompt_length:
+      prompt = prompts.EncoderPrompt(self.prompt_length, cfg.emb_dim,
+                                     self.prompt_init, name='prompt')()
+    prompt_length = 0
+    if prompt is not None:
+      prompt_length = prompt.shape[-2]
+      # -> [B, P+T, H]
+      x = prompts.prepend(prompt, x, prompt_ids)
+    valid = prompts.input_mask(encoder_input_tokens, prompt_length)
+    mask = layers.attention_mask(valid, valid)
+    x = _dropout(cfg)(x, deterministic=deterministic).astype(cfg.dtype)
+    length = x.shape[1]
+    bias = _relpos(cfg)(length, length, bidirectional=True)
+    for index in range(cfg.num_encoder_layers):
+      x = EncoderLayer(cfg, name=f'layers_{index}')(x, mask, bias,
+                                                    deterministic)
+    x = _norm(cfg, 'encoder_norm')(x)
+    return _dropout(cfg)(x, deterministic=deterministic)
+
+
+class Decoder(nn.Module):
+  """Runs the decoder stack over `[B, U]` tokens, attending to the encoder."""
+  config: T5Config
+  shared_embedding: nn.Module
+
+  @nn.compact
+  def __call__(self, encoded, encoder_valid, decoder_input_tokens,
+               decoder_target_tokens=None, enable_dropout=False, decode=False,
+               max_decode_length=None):
+    """Returns float32 logits `[B, U, V]`.
+
+    Args:
+      encoded: encoder output `[B, P+T, H]`.
+      encoder_valid: `[B, P+T]` bool, valid encoder positions.
+      decoder_input_tokens: `[B, U]` (U == 1 when `decode`).
+      decoder_target_tokens: `[B, U]`; positions where it is 0 are padding and
+        masked. None: no padding.
+      enable_dropout: training mode.
+      decode: one step of autoregressive decoding with the key/value cache.
+      max_decode_length: L, the cache length; required with `decode`.
+    """
+    cfg = self.config
+    deterministic = not enable_dropout
+    batch, length = decoder_input_tokens.shape
+    y = self.shared_embedding(decoder_input_tokens.astype(jnp.int32))
+    y = _dropout(cfg)(y, deterministic=deterministic).astype(cfg.dtype)
+    if decode:
+      if max_decode_length is None:
+        raise ValueError('decode=True needs max_decode_length')
+      # The cache supplies the causal mask; relpos rows are sliced per step.
+      self_mask = None
+      cross_mask = layers.attention_mask(jnp.ones((batch, length), bool),
+                                         encoder_valid)
+      bias = _relpos(cfg)(max_decode_length, max_decode_length,
+                          bidirectional=False)
+    else:
+      if decoder_target_tokens is None:
+        valid = jnp.ones((batch, length), bool)
+      else:
+        valid = decoder_target_tokens > 0
+      self_mask = jnp.logical_and(layers.attention_mask(valid, valid),
+                                  layers.causal_mask(length))
+      cross_mask = layers.attention_mask(valid, encoder_valid)
+      bias = _relpos(cfg)(length, length, bidirectional=False)
+    for index in range(cfg.num_decoder_layers):
+      y = DecoderLayer(cfg, name=f'layers_{index}')(
+          y, encoded, self_mask, cross_mask, bias, deterministic, decode)
+    y = _norm(cfg, 'decoder_norm')(y)
+    y = _dropout(cfg)(y, deterministic=deterministic)
+    if cfg.logits_via_embedding:
+      # NOTE: T5 1.0 rescales tied logits by 1/sqrt(d_model).
+      logits = self.shared_embedding.attend(y.astype(jnp.float32))
+      logits = logits / np.sqrt(y.shape[-1])
+    else:
+      # NOTE: the output projection runs in float32, as in t5x.
+      logits = layers.Dense(cfg.vocab_size, ('embed', 'vocab'),
+                            dtype=jnp.float32, name='logits_dense')(y)
+    return nn.with_logical_constraint(logits, ('batch', 'length', 'vocab'))
+
+
+class Transformer(nn.Module):
+  """T5 encoder-decoder; with `prompt_length > 0` it owns a learned prompt.
+
+  `apply` may also be given a `prompt` explicitly (`[P, H]`, `[B, P, H]`, or a
+  bank `[N, P, H]` with `prompt_ids`), which then replaces the owned one; this
+  is how banks of prompts are served and ensembled.
+  """
+  config: T5Config
+  prompt_length: int = 0
+  prompt_init: prompts.Initializer = prompts.random_uniform()
+
+  def setup(self):
+    cfg = self.config
+    self.token_embedder = layers.Embed(cfg.vocab_size, cfg.emb_dim, cfg.dtype)
+    self.encoder = Encoder(cfg, self.token_embedder, self.prompt_length,
+                           self.prompt_init)
+    self.decoder = Decoder(cfg, self.token_embedder)
+
+  def encode(self, encoder_input_tokens, prompt=None, prompt_ids=None,
+             enable_dropout=False):
+    """[B, T] tokens -> encoded `[B, P+T, H]`."""
+    return self.encoder(encoder_input_tokens, prompt, prompt_ids,
+                        enable_dropout)
+
+  def decode(self, encoded, encoder_input_tokens, decoder_input_tokens,
+             decoder_target_tokens=None, enable_dropout=False, decode=False,
+             max_decode_length=None):
+    """Logits `[B, U, V]` for decoder tokens given the encoder output.
+
+    The prompt length is `encoded`'s length minus the input's; prompt positions
+    are always visible to cross-attention.
+    """
+    prompt_length = encoded.shape[1] - encoder_input_tokens.shape[1]
+    encoder_valid = prompts.input_mask(encoder_input_tokens, prompt_length)
+    return self.decoder(encoded, encoder_valid, decoder_input_tokens,
+                        decoder_target_tokens, enable_dropout, decode,
+                        max_decode_length)
+
+  def __call__(self, encoder_input_tokens, decoder_input_tokens,
+               decoder_target_tokens=None, prompt=None, prompt_ids=None,
+               enable_dropout=False):
+    """Teacher-forced logits.
+
+    Args:
+      encoder_input_tokens: `[B, T]` int, 0 is padding.
+      decoder_input_tokens: `[B, U]` int, the targets shifted right.
+      decoder_target_tokens: `[B, U]` int, 0 is padding (masked).
+      prompt: None, `[P, H]`, `[B, P, H]`, or `[N, P, H]` with `prompt_ids`.
+      prompt_ids: `[B]` int, each example's row of the prompt bank.
+      enable_dropout: training mode (needs a 'dropout' rng).
+
+    Returns:
+      float32 logits `[B, U, V]`.
+    """
+    encoded = self.encode(encoder_input_tokens, prompt, prompt_ids,
+                          enable_dropout)
+    return self.decode(encoded, encoder_input_tokens, decoder_input_tokens,
+                       decoder_target_tokens, enable_dropout)
