@@ -262,6 +262,9 @@ def _locate(path: PathLike) -> Tuple[str, str]:
   path = os.fspath(path)
   if not _exists(path):
     raise FileNotFoundError(f't5x checkpoint {path} does not exist')
+  if not _is_gcs(path):
+    # tensorstore's file driver takes absolute paths only.
+    path = os.path.abspath(path)
   if not _isdir(path):
     return os.path.dirname(path), path
   file = os.path.join(path, _MSGPACK_FILE)

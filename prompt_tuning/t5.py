@@ -290,3 +290,34 @@ class Transformer(nn.Module):
                           enable_dropout)
     return self.decode(encoded, encoder_input_tokens, decoder_input_tokens,
                        decoder_target_tokens, enable_dropout)
+
+
+def config_from_params(params, **overrides) -> T5Config:
+  """Reads a T5Config's sizes off a parameter tree (e.g. a loaded checkpoint).
+
+  The number of heads comes from the relative-position tables `[N, buckets]`;
+  `relative_attention_max_distance` is not stored and defaults to T5's 128.
+  Anything in `overrides` (dtype, dropout_rate, ...) is passed through.
+  """
+  encoder, decoder = params['encoder'], params['decoder']
+  vocab_size, emb_dim = params['token_embedder']['embedding'].shape
+  num_heads, num_buckets = encoder['relpos_bias']['rel_embedding'].shape
+  layer = encoder['layers_0']
+  inner = layer['attention']['query']['kernel'].shape[1]
+  mlp = layer['mlp']
+  activations = ('gelu', 'linear') if 'wi_0' in mlp else ('relu',)
+  mlp_dim = (mlp['wi_0'] if 'wi_0' in mlp else mlp['wi'])['kernel'].shape[1]
+
+  def count_layers(stack):
+    return sum(1 for name in stack if name.startswith('layers_'))
+
+  sizes = dict(
+      vocab_size=vocab_size, emb_dim=emb_dim, num_heads=num_heads,
+      head_dim=inner // num_heads, mlp_dim=mlp_dim,
+      num_encoder_layers=count_layers(encoder),
+      num_decoder_layers=count_layers(decoder),
+      relative_attention_num_buckets=num_buckets,
+      mlp_activations=activations,
+      logits_via_embedding='logits_dense' not in decoder)
+  overrides = {k: v for k, v in overrides.items() if v is not None}
+  return T5Config(**{**sizes, **overrides})

@@ -580,3 +580,10 @@ def test_hf_tied_variant_has_no_logits_dense(tmp_path):
   loaded = checkpoints.load_hf_safetensors(tmp_path / 'm.safetensors')
   assert 'logits_dense' not in loaded['decoder']
   assert_trees_equal(loaded, params)
+
+
+def test_load_from_relative_path(reference_path, monkeypatch):
+  checkpoint = reference_path('t5x_t5_1_1_tiny/checkpoint_3')
+  monkeypatch.chdir(checkpoint.parent.parent)
+  params = checkpoints.load_t5x('t5x_t5_1_1_tiny/checkpoint_3')
+  assert params['token_embedder']['embedding'].shape == (32128, 4)

@@ -269,3 +269,10 @@ def test_relative_position_buckets_known_values():
 def test_config_validation():
   with pytest.raises(ValueError, match='num_heads'):
     t5.T5Config(num_heads=0)
+
+
+def test_config_from_params_reads_sizes(tiny_config, tiny_params):
+  config = t5.config_from_params(
+      tiny_params, dropout_rate=tiny_config.dropout_rate,
+      relative_attention_max_distance=tiny_config.relative_attention_max_distance)
+  assert config == tiny_config
