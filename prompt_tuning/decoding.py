@@ -372,8 +372,8 @@ def temperature_sample(
     num_decodes: K, samples per example (static).
     temperature: scalar, or [B] per example; may be traced.
     topk: keep only the k most likely tokens; 0 disables (static).
-    topp: keep the smallest set of tokens with probability >= topp; 0 disables
-      (may be traced).
+    topp: keep the smallest set of most likely tokens whose probability
+      reaches topp; 0 (or 1) disables it. A scalar; may be traced.
     max_decode_len: at most this many tokens (static, <= L); default L.
 
   Returns:
@@ -383,8 +383,9 @@ def temperature_sample(
 
   Raises:
     ValueError: for a malformed `inputs`, `max_decode_len` out of [1, L],
-      `num_decodes < 1`, `topk` out of [0, V], or a static negative
-      temperature or `topp` out of [0, 1].
+      `num_decodes < 1`, `topk` out of [0, V], a per-example temperature
+      whose length is not B, or a static negative temperature or `topp` out
+      of [0, 1].
   """
   num_steps = _check_inputs(inputs, max_decode_len)
   if num_decodes < 1:
@@ -400,6 +401,10 @@ def temperature_sample(
 
   temperature = jnp.asarray(temperature, jnp.float32)
   if temperature.ndim == 1:
+    if temperature.shape[0] != batch_size:
+      raise ValueError(
+          f'a per-example temperature must have shape [{batch_size}] (the '
+          f'batch size of inputs); got {temperature.shape}')
     # [B] -> [B*K, 1]
     temperature = jnp.repeat(temperature, num_decodes)[:, None]
   elif temperature.ndim != 0:
