@@ -255,29 +255,32 @@ def _brute_force(model, row, num_steps, alpha, forced=()):
   return sorted(hypotheses)
 
 
-@pytest.mark.parametrize('alpha', [0.0, 0.6])
-def test_beam_search_exhaustive_equals_brute_force(alpha):
+def test_beam_search_exhaustive_equals_brute_force():
   # With 2K >= (V - 1)^(L - 1) * V every candidate survives each step, so the
   # search is exact: its finished set is every EOS-terminated sequence.
   length, vocab, beams = 4, 5, 160
   model = _random_model(3, length, vocab, batch=2)
+  # alpha is traced, so both values share one compilation.
   decode = _jit(decoding.beam_search, model, record=True, eos_id=EOS,
-                num_decodes=beams, alpha=alpha)
-  sequences, scores = decode(jnp.zeros((2, length), jnp.int32),
-                             model.init_cache())
-  _finish(model)
-  assert sequences.shape == (2, beams, length) and scores.shape == (2, beams)
-  for b in range(2):
-    expected = _brute_force(model, b, length, alpha)
-    assert len(expected) == 85
-    num_empty = beams - len(expected)
-    # Ascending, best last; empty slots first.
-    assert np.all(np.isneginf(scores[b, :num_empty]))
-    np.testing.assert_array_equal(sequences[b, :num_empty], 0)
-    np.testing.assert_allclose(scores[b, num_empty:],
-                               [s for s, _ in expected], rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(
-        sequences[b, num_empty:], [_pad(t, length) for _, t in expected])
+                num_decodes=beams)
+  for alpha in (0.0, 0.6):
+    sequences, scores = decode(jnp.zeros((2, length), jnp.int32),
+                               model.init_cache(), alpha=jnp.float32(alpha))
+    _finish(model)
+    assert sequences.shape == (2, beams, length)
+    assert scores.shape == (2, beams)
+    for b in range(2):
+      expected = _brute_force(model, b, length, alpha)
+      assert len(expected) == 85
+      num_empty = beams - len(expected)
+      # Ascending, best last; empty slots first.
+      assert np.all(np.isneginf(scores[b, :num_empty]))
+      np.testing.assert_array_equal(sequences[b, :num_empty], 0)
+      np.testing.assert_allclose(scores[b, num_empty:],
+                                 [s for s, _ in expected], rtol=1e-5,
+                                 atol=1e-5)
+      np.testing.assert_array_equal(
+          sequences[b, num_empty:], [_pad(t, length) for _, t in expected])
 
 
 def test_beam_search_forced_prefix_equals_brute_force():
@@ -309,11 +312,12 @@ def test_beam_size_one_equals_greedy():
   inputs = jnp.zeros((3, length), jnp.int32)
   greedy_seqs, greedy_log_probs = _jit(decoding.greedy, model, eos_id=EOS)(
       inputs, model.init_cache())
+  decode = _jit(decoding.beam_search, model, record=True, eos_id=EOS,
+                num_decodes=1)
   for alpha in (0.0, 0.6):
     model.calls.clear()
-    decode = _jit(decoding.beam_search, model, record=True, eos_id=EOS,
-                  num_decodes=1, alpha=alpha)
-    sequences, scores = decode(inputs, model.init_cache())
+    sequences, scores = decode(inputs, model.init_cache(),
+                               alpha=jnp.float32(alpha))
     _finish(model)
     np.testing.assert_array_equal(sequences[:, 0], greedy_seqs)
     np.testing.assert_allclose(
@@ -395,24 +399,38 @@ def _softmax(x):
   return e / e.sum()
 
 
+@pytest.fixture(scope='module')
+def one_step_sampler():
+  """A one-step model and a sampler per topk (temperature, topp traced)."""
+  vocab, num_samples = 6, 4000
+  logits = np.array([1.0, -0.5, 0.3, 1.4, -1.0, 0.6], np.float32)
+  model = ToyModel(logits[None, None, :].repeat(vocab, axis=1),
+                   np.zeros((vocab, vocab)), np.zeros((1, vocab)))
+
+  @functools.lru_cache(maxsize=None)
+  def sampler(topk):
+    return _jit(decoding.temperature_sample, model, eos_id=EOS,
+                num_decodes=num_samples, topk=topk)
+
+  return model, logits, sampler
+
+
 @pytest.mark.parametrize('temperature,topk,topp', [
     (1.0, 0, 0.0),
     (0.5, 0, 0.0),
     (1.0, 2, 0.0),
     (2.0, 0, 0.7),
 ])
-def test_one_step_frequencies_match_filtered_softmax(temperature, topk, topp):
-  vocab, num_samples = 6, 4000
-  logits = np.array([1.0, -0.5, 0.3, 1.4, -1.0, 0.6], np.float32)
-  model = ToyModel(logits[None, None, :].repeat(vocab, axis=1),
-                   np.zeros((vocab, vocab)), np.zeros((1, vocab)))
-  sample = _jit(decoding.temperature_sample, model, eos_id=EOS,
-                num_decodes=num_samples, temperature=temperature, topk=topk,
-                topp=topp)
-  sequences, log_probs = sample(jnp.zeros((1, 1), jnp.int32),
-                                model.init_cache(),
-                                decode_rng=jax.random.PRNGKey(42))
+def test_one_step_frequencies_match_filtered_softmax(one_step_sampler,
+                                                    temperature, topk, topp):
+  model, logits, sampler = one_step_sampler
+  vocab = logits.shape[0]
+  sequences, log_probs = sampler(topk)(
+      jnp.zeros((1, 1), jnp.int32), model.init_cache(),
+      decode_rng=jax.random.PRNGKey(42), temperature=jnp.float32(temperature),
+      topp=jnp.float32(topp))
   tokens = np.asarray(sequences[0, :, 0])
+  num_samples = tokens.shape[0]
   # Reference distribution: temperature, then top-k, then the nucleus.
   probs = _softmax(logits / temperature)
   order = np.argsort(-probs)
