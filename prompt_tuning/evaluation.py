@@ -1,0 +1,932 @@
+"""Evaluation of a model and its parameters on seqio tasks.
+
+Letters: B batch, T encoder input length, U decoder length, L decode length,
+C number of label strings, N examples.
+
+Three layers, each usable on its own:
+
+  * model functions in the form `seqio.Evaluator.evaluate` calls them:
+    `make_predict_fn` (decoding), `rank_classification_predict_fn` (scores
+    every label string, predicts the best one's tokens) and `make_score_fn`
+    (log-likelihood of the targets). Each returns `fn(dataset, params, ...)`;
+    bind `params` (e.g. with a lambda) before handing it to seqio.
+  * `Evaluator`: caches a task's or mixture's eval split once, evaluates any
+    number of parameter sets (one per training step), and writes the metrics
+    with clu writers (TensorBoard under `EVAL_DIR/<task>`) and as JSON lines
+    in `EVAL_DIR/metrics.jsonl`. `evaluate` is the one-shot form.
+  * `BestCheckpointTracker`: remembers the best step by the selection score
+    and keeps `MODEL_DIR/best_prompt.npy` and `best_prompt.json` up to date.
+
+Batches always have exactly `batch_size` rows: the last one is padded by
+repeating its examples and the padding is dropped from the outputs, so every
+jitted function compiles once per feature shape.
+
+Multi-host: every process reads the whole eval split (seqio caches it on each
+host), places each global batch on the mesh's data axis, and gets the outputs
+back replicated, so all processes compute the same metrics; only process 0
+writes files and summaries.
+"""
+import dataclasses
+import json
+import os
+import time
+from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional,
+                    Sequence, Tuple, Union)
+
+from absl import logging
+from clu import metric_writers
+import jax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import numpy as np
+import seqio
+import tensorflow as tf
+
+from prompt_tuning import checkpoints
+from prompt_tuning import partitioning
+from prompt_tuning.tasks import metrics as metrics_lib
+
+Array = jax.Array
+PyTree = Any
+# {task name: {metric name: value}}.
+AllMetrics = Dict[str, Dict[str, float]]
+
+# Features a model function receives; the converter's other features (if any)
+# never reach the jitted functions, so they cannot cause recompilations.
+MODEL_FEATURES = ('encoder_input_tokens', 'decoder_input_tokens',
+                  'decoder_target_tokens', 'decoder_loss_weights',
+                  'prompt_ids')
+# Keyword arguments of `EncoderDecoderModel.predict_batch` that
+# `decode_kwargs` may set.
+DECODE_KWARGS = ('method', 'num_decodes', 'temperature', 'topk', 'topp',
+                 'alpha', 'max_decode_length')
+MODES = ('decode', 'rank')
+
+METRICS_FILE = 'metrics.jsonl'
+BEST_PROMPT_FILE = 'best_prompt.npy'
+BEST_PROMPT_JSON = 'best_prompt.json'
+
+
+# ---------------------------------------------------------------------------
+# Batching and running jitted model functions.
+# ---------------------------------------------------------------------------
+
+
+def _cardinality(dataset: tf.data.Dataset) -> Optional[int]:
+  n = int(dataset.cardinality())
+  return n if n >= 0 else None
+
+
+def _batches(dataset: tf.data.Dataset, batch_size: int
+            ) -> Iterator[Tuple[np.ndarray, Dict[str, np.ndarray]]]:
+  """Yields `(indices [n], features {name: [batch_size, ...]})`, n <= B.
+
+  `dataset` yields `(index, features)` pairs (seqio's enumerated eval
+  datasets) or bare feature dicts (then indices count from 0). A last batch of
+  n < B examples is padded to B rows by repeating its own examples.
+  """
+  enumerated = isinstance(dataset.element_spec, tuple)
+  offset = 0
+  for element in dataset.batch(batch_size).as_numpy_iterator():
+    if enumerated:
+      indices, features = element
+    else:
+      features = element
+      n = len(next(iter(features.values())))
+      indices = np.arange(offset, offset + n)
+    offset += len(indices)
+    batch = {k: np.asarray(features[k]) for k in MODEL_FEATURES
+             if k in features}
+    n = len(indices)
+    if n < batch_size:
+      # [n, ...] -> [B, ...]
+      rows = np.arange(batch_size) % n
+      batch = {k: v[rows] for k, v in batch.items()}
+    yield np.asarray(indices), batch
+
+
+def _place(batch: Dict[str, np.ndarray], mesh) -> Dict[str, Any]:
+  """The global batch as jax arrays split on the mesh's data axis."""
+  if mesh is None:
+    return batch
+  sharding = partitioning.data_sharding(mesh)
+  # Every process holds the whole global batch and supplies the slices of
+  # its own devices.
+  return {
+      k: jax.make_array_from_callback(v.shape, sharding,
+                                      lambda index, v=v: v[index])
+      for k, v in batch.items()
+  }
+
+
+def _jit(fn: Callable[..., Any], mesh, rules) -> Callable[..., Any]:
+  """jax.jit of `fn`; with a mesh, traced under its rules, outputs replicated."""
+  if mesh is None:
+    return jax.jit(fn)
+  rules = rules if rules is not None else (
+      partitioning.standard_logical_axis_rules())
+  jitted = jax.jit(fn, out_shardings=NamedSharding(mesh, P()))
+
+  def call(*args):
+    with partitioning.mesh_context(mesh, rules):
+      return jitted(*args)
+
+  return call
+
+
+def _check_batch_size(batch_size: int, mesh) -> None:
+  if isinstance(batch_size, bool) or not isinstance(
+      batch_size, (int, np.integer)) or batch_size < 1:
+    raise ValueError(f'eval batch_size is {batch_size!r}; expected a positive '
+                     'integer.')
+  if mesh is not None and batch_size % mesh.shape['data']:
+    raise ValueError(
+        f'eval batch_size {batch_size} is not a multiple of the mesh data '
+        f'axis size {mesh.shape["data"]}; expected a multiple, since every '
+        'batch is split over the data axis.')
+
+
+def run_batches(dataset: tf.data.Dataset,
+                compute: Callable[[Dict[str, Any], int], PyTree],
+                batch_size: int,
+                *,
+                mesh=None,
+                description: str = 'eval',
+                log_every: int = 100) -> Tuple[np.ndarray, PyTree]:
+  """Runs `compute` over fixed-size batches of `dataset`; gathers the outputs.
+
+  Batch i+1 is dispatched before batch i's outputs are copied to the host, so
+  input preparation overlaps the device work.
+
+  Args:
+    dataset: yields `(index, features)` or feature dicts; see `_batches`.
+    compute: `(batch {name: [B, ...]}, batch number) -> tree of [B, ...]`,
+      typically a jitted model function.
+    batch_size: B; the last batch is padded to B rows.
+    mesh: optional mesh; batches are then split on its data axis.
+    description: names the run in progress logs.
+    log_every: log progress (process 0) every this many batches; 0: never.
+
+  Returns:
+    `(indices [N], outputs)`, outputs the tree of `compute`'s leaves as numpy
+    arrays `[N, ...]`, padding dropped, in dataset order.
+  """
+  total = _cardinality(dataset)
+  start = time.perf_counter()
+  pieces: List[Tuple[np.ndarray, PyTree]] = []
+  pending = None
+  done = 0
+
+  def fetch(item):
+    indices, outputs = item
+    n = len(indices)
+    return indices, jax.tree.map(lambda x: np.asarray(x)[:n], outputs)
+
+  for number, (indices, batch) in enumerate(_batches(dataset, batch_size)):
+    outputs = compute(_place(batch, mesh), number)
+    if pending is not None:
+      pieces.append(fetch(pending))
+    pending = (indices, outputs)
+    done += len(indices)
+    if (log_every and (number + 1) % log_every == 0 and
+        jax.process_index() == 0):
+      elapsed = time.perf_counter() - start
+      logging.info('%s: %d/%s examples, %.1f examples/s', description, done,
+                   total if total is not None else '?', done / elapsed)
+  if pending is not None:
+    pieces.append(fetch(pending))
+  if jax.process_index() == 0:
+    logging.info('%s: %d examples in %.1f s', description, done,
+                 time.perf_counter() - start)
+  if not pieces:
+    return np.zeros((0,), np.int64), None
+  indices = np.concatenate([p[0] for p in pieces])
+  outputs = jax.tree.map(lambda *xs: np.concatenate(xs),
+                         *[p[1] for p in pieces])
+  return indices, outputs
+
+
+# ---------------------------------------------------------------------------
+# Model functions in seqio's form.
+# ---------------------------------------------------------------------------
+
+
+def check_decode_kwargs(decode_kwargs: Optional[Mapping[str, Any]]
+                       ) -> Dict[str, Any]:
+  """A copy of `decode_kwargs`; raises ValueError on an unknown name."""
+  decode_kwargs = dict(decode_kwargs or {})
+  unknown = sorted(set(decode_kwargs) - set(DECODE_KWARGS))
+  if unknown:
+    raise ValueError(f'decode_kwargs has unknown argument(s) {unknown}; '
+                     f'expected names among {list(DECODE_KWARGS)}.')
+  return decode_kwargs
+
+
+def make_predict_fn(model: Any,
+                    decode_kwargs: Optional[Mapping[str, Any]] = None,
+                    *,
+                    batch_size: int = 32,
+                    mesh=None,
+                    rules=None,
+                    log_every: int = 100) -> Callable[..., Any]:
+  """Makes a decoding predict function in seqio's form.
+
+  The model's `predict_batch` is jitted once here; the returned function
+  takes the parameters as an argument, so it compiles once per feature shape
+  and serves every evaluation of a training run.
+
+    predict_fn = make_predict_fn(model, {'method': 'beam', 'num_decodes': 4})
+    seqio_evaluator.evaluate(compute_metrics=True,
+                             predict_fn=lambda ds: predict_fn(ds, params))
+
+  Args:
+    model: an `EncoderDecoderModel` (anything with its `predict_batch`).
+    decode_kwargs: keyword arguments of `predict_batch` among
+      `DECODE_KWARGS`, fixed (static) for this function.
+    batch_size: B, the rows of every batch.
+    mesh: optional device mesh; batches are split on its data axis.
+    rules: logical axis rules for tracing under `mesh` (default: standard).
+    log_every: progress log period in batches.
+
+  Returns:
+    `predict_fn(dataset, params, *, prompt=None, rng=None,
+    description='predict') -> [(index, token ids [L])]`, one pair per example
+    of `dataset` in its order, ids as python ints (EOS then zeros). `rng`
+    (default PRNGKey(0)) is folded with the batch number for sampling.
+
+  Raises:
+    ValueError: on an unknown decode argument or a bad batch size.
+  """
+  decode_kwargs = check_decode_kwargs(decode_kwargs)
+  _check_batch_size(batch_size, mesh)
+
+  def predict(params, batch, rng, prompt):
+    # [B, T] -> [B, L]
+    return model.predict_batch(params, batch, rng, prompt=prompt,
+                               **decode_kwargs)
+
+  jitted = _jit(predict, mesh, rules)
+
+  def predict_fn(dataset: tf.data.Dataset, params: PyTree, *,
+                 prompt: Optional[Array] = None, rng: Optional[Array] = None,
+                 description: str = 'predict'
+                ) -> List[Tuple[int, List[int]]]:
+    rng = jax.random.PRNGKey(0) if rng is None else rng
+    compute = lambda batch, i: jitted(params, batch,
+                                      jax.random.fold_in(rng, i), prompt)
+    indices, tokens = run_batches(dataset, compute, batch_size, mesh=mesh,
+                                  description=description,
+                                  log_every=log_every)
+    if tokens is None:
+      return []
+    return [(int(i), row.tolist()) for i, row in zip(indices, tokens)]
+
+  return predict_fn
+
+
+def make_score_fn(model: Any,
+                  *,
+                  batch_size: int = 32,
+                  mesh=None,
+                  rules=None,
+                  log_every: int = 100) -> Callable[..., Any]:
+  """Makes a scoring function in seqio's form (for score metrics).
+
+  Args:
+    model: an `EncoderDecoderModel` (anything with its `score_batch`).
+    batch_size: B, the rows of every batch.
+    mesh: optional device mesh; batches are split on its data axis.
+    rules: logical axis rules for tracing under `mesh` (default: standard).
+    log_every: progress log period in batches.
+
+  Returns:
+    `score_fn(dataset, params, *, prompt=None, description='score') ->
+    [(index, log-likelihood)]`, the targets' summed log-likelihood weighted by
+    `decoder_loss_weights`, one pair per example in dataset order.
+
+  Raises:
+    ValueError: on a bad batch size.
+  """
+  _check_batch_size(batch_size, mesh)
+
+  def score(params, batch, prompt):
+    # [B, T], [B, U] -> [B]
+    return model.score_batch(params, batch, prompt=prompt)
+
+  jitted = _jit(score, mesh, rules)
+
+  def score_fn(dataset: tf.data.Dataset, params: PyTree, *,
+               prompt: Optional[Array] = None,
+               description: str = 'score') -> List[Tuple[int, float]]:
+    compute = lambda batch, i: jitted(params, batch, prompt)
+    indices, scores = run_batches(dataset, compute, batch_size, mesh=mesh,
+                                  description=description,
+                                  log_every=log_every)
+    if scores is None:
+      return []
+    return [(int(i), float(s)) for i, s in zip(indices, scores)]
+
+  return score_fn
+
+
+def label_token_ids(vocabulary: seqio.Vocabulary,
+                    label_strings: Sequence[str]) -> np.ndarray:
+  """Tokenises label strings, each followed by EOS, padded with 0.
+
+  Args:
+    vocabulary: the model's output vocabulary.
+    label_strings: `[C]` distinct label strings.
+
+  Returns:
+    int32 `[C, U]`, U the longest label's length plus one (EOS).
+
+  Raises:
+    ValueError: if `label_strings` is a bare string, empty, or has duplicates.
+  """
+  if isinstance(label_strings, (str, bytes)):
+    raise ValueError(f'label_strings is the string {label_strings!r}; '
+                     'expected a sequence of label strings.')
+  labels = list(label_strings)
+  if not labels:
+    raise ValueError('label_strings is empty; expected at least one label.')
+  if len(set(labels)) != len(labels):
+    raise ValueError(f'label_strings {labels!r} has duplicates; expected '
+                     'distinct labels.')
+  eos = [] if vocabulary.eos_id is None else [vocabulary.eos_id]
+  rows = [list(vocabulary.encode(s)) + eos for s in labels]
+  ids = np.zeros((len(rows), max(len(r) for r in rows)), np.int32)
+  for c, row in enumerate(rows):
+    ids[c, :len(row)] = row
+  return ids
+
+
+def rank_classification_predict_fn(model: Any,
+                                   label_strings: Sequence[str],
+                                   *,
+                                   batch_size: int = 32,
+                                   mesh=None,
+                                   rules=None,
+                                   log_every: int = 100
+                                  ) -> Callable[..., Any]:
+  """Makes a predict function that picks the most likely label string.
+
+  Every label string (tokenised with `model.output_vocabulary`, plus EOS) is
+  scored against each example by `model.rank_classify`; the prediction is the
+  argmax label's token ids, so the task's own postprocessor and metrics apply
+  unchanged. Ties go to the label listed first.
+
+  Args:
+    model: an `EncoderDecoderModel` (anything with `rank_classify` and
+      `output_vocabulary`).
+    label_strings: `[C]` distinct label strings, e.g. ('negative',
+      'positive').
+    batch_size: B, the rows of every batch.
+    mesh: optional device mesh; batches are split on its data axis.
+    rules: logical axis rules for tracing under `mesh` (default: standard).
+    log_every: progress log period in batches.
+
+  Returns:
+    `predict_fn(dataset, params, *, prompt=None, description='rank',
+    with_aux=False) -> [(index, label token ids [U])]` (padded with 0 to the
+    longest label). With `with_aux` it returns seqio's predict-with-aux form,
+    `(that list, {'scores': [[C log-likelihoods]]})`.
+
+  Raises:
+    ValueError: on bad label strings or batch size.
+  """
+  _check_batch_size(batch_size, mesh)
+  labels = label_token_ids(model.output_vocabulary, label_strings)
+
+  def rank(params, batch, label_ids, prompt):
+    # [B, T], [C, U] -> [B, C]
+    return model.rank_classify(params, batch, label_ids, prompt=prompt)
+
+  jitted = _jit(rank, mesh, rules)
+
+  def predict_fn(dataset: tf.data.Dataset, params: PyTree, *,
+                 prompt: Optional[Array] = None, description: str = 'rank',
+                 with_aux: bool = False):
+    compute = lambda batch, i: jitted(params, batch, labels, prompt)
+    indices, scores = run_batches(dataset, compute, batch_size, mesh=mesh,
+                                  description=description,
+                                  log_every=log_every)
+    if scores is None:
+      pairs, score_rows = [], []
+    else:
+      # [N, C] -> [N]; np.argmax keeps the first of equal scores.
+      best = np.argmax(scores, axis=-1)
+      pairs = [(int(i), labels[c].tolist()) for i, c in zip(indices, best)]
+      score_rows = scores.astype(np.float64).tolist()
+    if with_aux:
+      return pairs, {'scores': score_rows}
+    return pairs
+
+  return predict_fn
+
+
+# ---------------------------------------------------------------------------
+# Files: metrics.jsonl, best_prompt.json.
+# ---------------------------------------------------------------------------
+
+
+def _is_gcs(path: str) -> bool:
+  return path.startswith('gs://')
+
+
+def _append_text(path: str, text: str) -> None:
+  """Appends `text` to `path` (GCS objects cannot append: rewritten)."""
+  if _is_gcs(path):
+    old = ''
+    if tf.io.gfile.exists(path):
+      with tf.io.gfile.GFile(path, 'r') as f:
+        old = f.read()
+    _write_text_atomic(path, old + text)
+    return
+  with open(path, 'a') as f:
+    f.write(text)
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+  """Writes `text` to a temporary sibling of `path`, then renames it."""
+  tmp = f'{path}.tmp-{os.getpid()}-{time.time_ns()}'
+  try:
+    with tf.io.gfile.GFile(tmp, 'w') as f:
+      f.write(text)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+  except BaseException:
+    if tf.io.gfile.exists(tmp):
+      tf.io.gfile.remove(tmp)
+    raise
+
+
+def scalar_metrics(metrics: Mapping[str, Any]) -> Dict[str, float]:
+  """The numeric metrics as floats (seqio `Scalar`s unwrapped; others dropped).
+
+  Args:
+    metrics: metric name -> number, 0-d array or seqio `MetricValue`.
+
+  Returns:
+    metric name -> float, for the values that are single numbers.
+  """
+  out = {}
+  for name, value in metrics.items():
+    value = getattr(value, 'value', value)  # seqio.metrics.Scalar.
+    try:
+      array = np.asarray(value)
+    except (TypeError, ValueError):
+      continue
+    if array.ndim == 0 and np.issubdtype(array.dtype, np.number):
+      out[name] = float(array)
+  return out
+
+
+def read_metrics_jsonl(path: str) -> List[Dict[str, Any]]:
+  """The records of a metrics.jsonl file: {'step', 'task', 'metrics'} each.
+
+  Raises:
+    FileNotFoundError: if `path` does not exist.
+    ValueError: naming the line, if one is not a JSON object.
+  """
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f'metrics file {path} does not exist')
+  records = []
+  with tf.io.gfile.GFile(path, 'r') as f:
+    for number, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(f'metrics file {path} line {number} is not JSON: '
+                         f'{line[:80]!r}') from e
+      if not isinstance(record, dict):
+        raise ValueError(f'metrics file {path} line {number} holds '
+                         f'{type(record).__name__}; expected a JSON object.')
+      records.append(record)
+  return records
+
+
+# ---------------------------------------------------------------------------
+# The evaluator.
+# ---------------------------------------------------------------------------
+
+
+class Evaluator:
+  """Evaluates parameter sets on the eval split of tasks or mixtures.
+
+  The split is read, preprocessed and cached once at construction; every
+  `evaluate(params, step)` then decodes (mode 'decode') or rank-classifies
+  (mode 'rank') it, computes each task's seqio metrics and writes them:
+
+    EVAL_DIR/<task>/events.*   TensorBoard scalars 'eval/<metric>'
+    EVAL_DIR/metrics.jsonl     {"step": ..., "task": ..., "metrics": {...}}
+
+  EVAL_DIR is `eval_dir`, else `model_dir`/eval; with neither, metrics are
+  only logged. Tasks with score metrics are also scored (`make_score_fn`);
+  in mode 'rank', predict-with-aux metrics get the label log-likelihoods
+  `[C]` of each example as aux value 'scores'.
+
+    evaluator = Evaluator(model, 'glue_rte_v200', split='validation',
+                          feature_lengths={'inputs': 512, 'targets': 8},
+                          batch_size=32, mode='rank',
+                          label_strings=('entailment', 'not_entailment'),
+                          model_dir=MODEL_DIR)
+    metrics = evaluator.evaluate(params, step=1000)  # {task: {metric: x}}
+  """
+
+  def __init__(self,
+               model: Any,
+               tasks_or_mixture: Union[str, Sequence[str]],
+               *,
+               split: str = 'validation',
+               feature_lengths: Optional[Mapping[str, int]] = None,
+               batch_size: int = 32,
+               mode: str = 'decode',
+               decode_kwargs: Optional[Mapping[str, Any]] = None,
+               label_strings: Union[None, Sequence[str],
+                                    Mapping[str, Sequence[str]]] = None,
+               model_dir: Optional[str] = None,
+               eval_dir: Optional[str] = None,
+               num_examples: Optional[int] = None,
+               shuffle: bool = False,
+               seed: Optional[int] = 42,
+               use_cached: bool = False,
+               feature_converter: Optional[seqio.FeatureConverter] = None,
+               mesh=None,
+               rules=None,
+               log_every: int = 100,
+               seqio_logger_cls: Sequence[type] = ()):
+    """Caches the eval data and builds the model functions.
+
+    Args:
+      model: an `EncoderDecoderModel`.
+      tasks_or_mixture: a registered task or mixture name, or several.
+      split: the eval split, e.g. 'validation'.
+      feature_lengths: e.g. {'inputs': 512, 'targets': 8}; None: the longest
+        example of each feature.
+      batch_size: rows of every batch (a multiple of the mesh's data axis).
+      mode: 'decode' (predictions by `predict_batch`) or 'rank' (the best of
+        `label_strings` by `rank_classify`).
+      decode_kwargs: `predict_batch` arguments for mode 'decode'.
+      label_strings: for mode 'rank': one label list for every task, or a
+        mapping task name -> label list covering every evaluated task.
+      model_dir: MODEL_DIR; metrics go to MODEL_DIR/eval unless `eval_dir`.
+      eval_dir: where summaries and metrics.jsonl go.
+      num_examples: evaluate only the first this many examples of each task.
+      shuffle: shuffle before taking `num_examples` (once, with `seed`).
+      seed: seqio's data seed.
+      use_cached: read seqio's offline cache of the tasks.
+      feature_converter: default `seqio.EncDecFeatureConverter(pack=False)`.
+      mesh: optional device mesh; batches are split on its data axis.
+      rules: logical axis rules for `mesh` (default: standard).
+      log_every: progress log period in batches.
+      seqio_logger_cls: seqio `Logger` classes (e.g. `seqio.JSONLogger` for
+        per-example inferences), written under EVAL_DIR.
+
+    Raises:
+      ValueError: on a bad mode, decode argument, batch size or label list,
+        or if no task has the split and a metric.
+    """
+    if mode not in MODES:
+      raise ValueError(f'eval mode is {mode!r}; expected one of {MODES}.')
+    if mode == 'rank' and label_strings is None:
+      raise ValueError("eval mode 'rank' needs label_strings (e.g. "
+                       "CLASS_LABELS); got None.")
+    _check_batch_size(batch_size, mesh)
+    self.model = model
+    self.mode = mode
+    self.split = split
+    self.batch_size = batch_size
+    if eval_dir is None and model_dir is not None:
+      eval_dir = os.path.join(os.fspath(model_dir), 'eval')
+    self.eval_dir = None if eval_dir is None else os.fspath(eval_dir)
+    self._is_writer = jax.process_index() == 0
+    if self.eval_dir is not None and self._is_writer:
+      tf.io.gfile.makedirs(self.eval_dir)
+
+    names = ([tasks_or_mixture] if isinstance(tasks_or_mixture, str) else
+             list(tasks_or_mixture))
+    converter = feature_converter or seqio.EncDecFeatureConverter(pack=False)
+    self._seqio_evaluators = []
+    self._task_of_dataset = []  # [(dataset, task name)], by identity.
+    for name in names:
+      evaluator = seqio.Evaluator(
+          mixture_or_task_name=name, feature_converter=converter,
+          eval_split=split, use_cached=use_cached, seed=seed,
+          sequence_length=(dict(feature_lengths) if feature_lengths else
+                           None),
+          num_examples=num_examples, shuffle=shuffle,
+          logger_cls=tuple(seqio_logger_cls) if self.eval_dir else (),
+          log_dir=self.eval_dir, async_compute_metrics=False)
+      if not evaluator.eval_tasks:
+        raise ValueError(
+            f'{name!r} has no task with a {split!r} split and metric '
+            'functions; expected at least one to evaluate.')
+      for task in evaluator.eval_tasks:
+        if mode == 'decode' and task.predict_with_aux_metric_fns:
+          raise ValueError(
+              f'task {task.name!r} has predict-with-aux metrics, which only '
+              "eval mode 'rank' provides (aux 'scores'); got mode 'decode'.")
+        if any(task.name == t for _, t in self._task_of_dataset):
+          raise ValueError(f'task {task.name!r} is in more than one of '
+                           f'{names}; expected each task once.')
+        self._task_of_dataset.append(
+            (evaluator.cached_model_datasets[task.name], task.name))
+      self._seqio_evaluators.append(evaluator)
+    self.task_names = tuple(t for _, t in self._task_of_dataset)
+
+    fn_kwargs = dict(batch_size=batch_size, mesh=mesh, rules=rules,
+                     log_every=log_every)
+    self._score_fn = make_score_fn(model, **fn_kwargs)
+    self._predict_fns: Dict[str, Callable[..., Any]] = {}
+    if mode == 'decode':
+      predict_fn = make_predict_fn(model, decode_kwargs, **fn_kwargs)
+      self._predict_fns = {task: predict_fn for task in self.task_names}
+    else:
+      if isinstance(label_strings, Mapping):
+        missing = [t for t in self.task_names if t not in label_strings]
+        if missing:
+          raise ValueError(
+              f'label_strings has no labels for task(s) {missing}; expected '
+              f'a label list for every evaluated task {list(self.task_names)}.')
+        per_task = {t: tuple(label_strings[t]) for t in self.task_names}
+      else:
+        per_task = {t: tuple(label_strings) for t in self.task_names}
+      by_labels = {}  # Tasks with the same labels share a compiled function.
+      for task, labels in per_task.items():
+        if labels not in by_labels:
+          by_labels[labels] = rank_classification_predict_fn(
+              model, labels, **fn_kwargs)
+        self._predict_fns[task] = by_labels[labels]
+    self._writers: Dict[str, metric_writers.MetricWriter] = {}
+
+  def _task_name(self, dataset: tf.data.Dataset) -> str:
+    for cached, task in self._task_of_dataset:
+      if cached is dataset:
+        return task
+    raise ValueError('seqio passed a dataset that is none of the cached eval '
+                     'datasets; expected one of tasks '
+                     f'{list(self.task_names)}.')
+
+  def _writer(self, task: str) -> metric_writers.MetricWriter:
+    if task not in self._writers:
+      logdir = (None if self.eval_dir is None else
+                os.path.join(self.eval_dir, task))
+      self._writers[task] = metric_writers.create_default_writer(
+          logdir, just_logging=not self._is_writer)
+    return self._writers[task]
+
+  def evaluate(self, params: PyTree, step: int, *,
+               prompt: Optional[Array] = None,
+               rng: Optional[Array] = None) -> AllMetrics:
+    """Evaluates `params` on every task and writes the metrics.
+
+    Args:
+      params: the model's parameter tree (the same structure and shapes at
+        every call, so nothing recompiles).
+      step: the training step, for summaries and metrics.jsonl.
+      prompt: optional prompt passed to the model functions (`[P, H]` or a
+        bank), overriding the one in `params`.
+      rng: decoding rng for sampling (default PRNGKey(0)).
+
+    Returns:
+      {task name: {metric name: float}} (numeric metrics only).
+    """
+    def predict_fn(dataset):
+      task = self._task_name(dataset)
+      description = f'{task} ({self.split}, step {step})'
+      if self.mode == 'decode':
+        return self._predict_fns[task](dataset, params, prompt=prompt, rng=rng,
+                                       description=description)
+      return self._predict_fns[task](dataset, params, prompt=prompt,
+                                     description=description)
+
+    def predict_with_aux_fn(dataset):
+      task = self._task_name(dataset)
+      return self._predict_fns[task](
+          dataset, params, prompt=prompt, with_aux=True,
+          description=f'{task} ({self.split}, step {step})')
+
+    def score_fn(dataset):
+      task = self._task_name(dataset)
+      return self._score_fn(dataset, params, prompt=prompt,
+                            description=f'{task} ({self.split} scores)')
+
+    results: AllMetrics = {}
+    for evaluator in self._seqio_evaluators:
+      future, _ = evaluator.evaluate(
+          compute_metrics=True, step=int(step), predict_fn=predict_fn,
+          score_fn=score_fn,
+          predict_with_aux_fn=(predict_with_aux_fn if self.mode == 'rank'
+                               else None))
+      for task, task_metrics in future.result().items():
+        results[task] = self._write(task, task_metrics, int(step))
+    return results
+
+  def _write(self, task: str, task_metrics: Mapping[str, Any],
+             step: int) -> Dict[str, float]:
+    """Logs and writes one task's metrics; returns the numeric ones."""
+    scalars = scalar_metrics(task_metrics)
+    logging.info('eval %s step %d: %s', task, step,
+                 ', '.join(f'{k}={v:.4g}' for k, v in sorted(scalars.items())))
+    writer = self._writer(task)
+    writer.write_scalars(step, {f'eval/{k}': v for k, v in scalars.items()})
+    texts = {f'eval/{k}': str(getattr(v, 'textdata', v))
+             for k, v in task_metrics.items() if k not in scalars}
+    if texts:
+      writer.write_texts(step, texts)
+    writer.flush()
+    if self.eval_dir is not None and self._is_writer:
+      record = {'step': step, 'task': task, 'metrics': scalars}
+      _append_text(os.path.join(self.eval_dir, METRICS_FILE),
+                   json.dumps(record, sort_keys=True) + '\n')
+    return scalars
+
+  def close(self) -> None:
+    """Flushes and closes the writers and seqio's evaluators."""
+    for writer in self._writers.values():
+      writer.close()
+    self._writers = {}
+    for evaluator in self._seqio_evaluators:
+      evaluator.close()
+
+  def __enter__(self) -> 'Evaluator':
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+def evaluate(model: Any,
+             params: PyTree,
+             tasks_or_mixture: Union[str, Sequence[str]],
+             split: str = 'validation',
+             feature_lengths: Optional[Mapping[str, int]] = None,
+             batch_size: int = 32,
+             mode: str = 'decode',
+             step: int = 0,
+             decode_kwargs: Optional[Mapping[str, Any]] = None,
+             label_strings: Union[None, Sequence[str],
+                                  Mapping[str, Sequence[str]]] = None,
+             *,
+             prompt: Optional[Array] = None,
+             **evaluator_kwargs) -> AllMetrics:
+  """Evaluates once: builds an `Evaluator`, evaluates `params`, closes it.
+
+  Args:
+    model, tasks_or_mixture, split, feature_lengths, batch_size, mode,
+    decode_kwargs, label_strings: as for `Evaluator`.
+    params: the model's parameter tree.
+    step: the step recorded with the metrics.
+    prompt: optional prompt overriding the one in `params`.
+    **evaluator_kwargs: other `Evaluator` arguments (model_dir, eval_dir,
+      num_examples, mesh, ...).
+
+  Returns:
+    {task name: {metric name: float}}.
+  """
+  with Evaluator(model, tasks_or_mixture, split=split,
+                 feature_lengths=feature_lengths, batch_size=batch_size,
+                 mode=mode, decode_kwargs=decode_kwargs,
+                 label_strings=label_strings,
+                 **evaluator_kwargs) as evaluator:
+    return evaluator.evaluate(params, step, prompt=prompt)
+
+
+# ---------------------------------------------------------------------------
+# Best-step selection.
+# ---------------------------------------------------------------------------
+
+
+def selection_score(
+    all_metrics: Mapping[str, Mapping[str, Any]],
+    task_score_fn: Callable[[Mapping[str, Any]], float] = (
+        metrics_lib.mean_of_metrics)
+) -> float:
+  """The checkpoint-selection score: mean over tasks of each task's score.
+
+  Args:
+    all_metrics: {task name: {metric name: value}}; one task for a task, one
+      per sub-task for a mixture.
+    task_score_fn: one task's score, by default the mean of its metrics.
+
+  Returns:
+    The score (higher is better).
+
+  Raises:
+    ValueError: if there is no task, or (from `task_score_fn`) a task has no
+      metric or a value that is not a finite number.
+  """
+  if not all_metrics:
+    raise ValueError('selection_score: got no tasks; expected {task: '
+                     '{metric: value}}.')
+  return float(np.mean([task_score_fn(m) for m in all_metrics.values()]))
+
+
+@dataclasses.dataclass
+class BestCheckpointTracker:
+  """Remembers the best evaluated step and saves its prompt.
+
+  On each new best, `MODEL_DIR/best_prompt.npy` (the prompt, written
+  atomically) and then `MODEL_DIR/best_prompt.json` ({'step', 'score',
+  'metrics'}) are rewritten, by process 0 only. A tracker made on a directory
+  that already holds best_prompt.json starts from it, so a resumed run keeps
+  its best. A higher score wins; on a tie the earlier step is kept.
+
+    tracker = BestCheckpointTracker(model_dir)
+    if tracker.update(step, evaluator.evaluate(params, step), prompt):
+      logging.info('new best step %d', step)
+
+  Attributes:
+    model_dir: where the files go; None keeps the best in memory only.
+    task_score_fn: one task's score (default: mean of its metrics).
+    restore: read an existing best_prompt.json at construction.
+    best_step, best_score, best_metrics: the best so far (None before any).
+  """
+  model_dir: Optional[str]
+  task_score_fn: Callable[[Mapping[str, Any]], float] = (
+      metrics_lib.mean_of_metrics)
+  restore: bool = True
+  best_step: Optional[int] = dataclasses.field(default=None, init=False)
+  best_score: Optional[float] = dataclasses.field(default=None, init=False)
+  best_metrics: Optional[AllMetrics] = dataclasses.field(default=None,
+                                                         init=False)
+
+  def __post_init__(self):
+    if self.model_dir is not None:
+      self.model_dir = os.fspath(self.model_dir)
+    if (self.restore and self.model_dir is not None and
+        tf.io.gfile.exists(self.json_path)):
+      self._restore()
+
+  @property
+  def json_path(self) -> Optional[str]:
+    return (None if self.model_dir is None else
+            os.path.join(self.model_dir, BEST_PROMPT_JSON))
+
+  @property
+  def prompt_path(self) -> Optional[str]:
+    return (None if self.model_dir is None else
+            os.path.join(self.model_dir, BEST_PROMPT_FILE))
+
+  def _restore(self) -> None:
+    path = self.json_path
+    with tf.io.gfile.GFile(path, 'r') as f:
+      text = f.read()
+    try:
+      record = json.loads(text)
+    except json.JSONDecodeError as e:
+      raise ValueError(f'best-step file {path} is not JSON: {text[:80]!r}'
+                      ) from e
+    if (not isinstance(record, dict) or
+        not isinstance(record.get('step'), int) or
+        not isinstance(record.get('score'), (int, float))):
+      raise ValueError(
+          f'best-step file {path} holds {text[:200]!r}; expected a JSON '
+          'object with an integer "step" and a number "score".')
+    self.best_step = record['step']
+    self.best_score = float(record['score'])
+    self.best_metrics = record.get('metrics')
+    logging.info('Best step so far (from %s): %d, score %.4f', path,
+                 self.best_step, self.best_score)
+
+  def is_better(self, step: int, score: float) -> bool:
+    """Whether (step, score) beats the best: higher, or equal and earlier."""
+    if self.best_score is None:
+      return True
+    return score > self.best_score or (score == self.best_score and
+                                       step < self.best_step)
+
+  def update(self, step: int, all_metrics: Mapping[str, Mapping[str, Any]],
+             prompt: Optional[Any] = None) -> bool:
+    """Records one evaluation; on a new best saves the prompt and the json.
+
+    Args:
+      step: the evaluated step.
+      all_metrics: {task name: {metric name: value}} of that step.
+      prompt: the step's prompt `[P, H]` (or bank), a host-readable array;
+        None (e.g. model tuning) writes only the json.
+
+    Returns:
+      Whether this step is the new best.
+
+    Raises:
+      ValueError: from `selection_score` on empty or non-finite metrics.
+    """
+    step = int(step)
+    score = selection_score(all_metrics, self.task_score_fn)
+    if not self.is_better(step, score):
+      logging.info('eval step %d: score %.4f (best: step %d, %.4f)', step,
+                   score, self.best_step, self.best_score)
+      return False
+    self.best_step, self.best_score = step, score
+    self.best_metrics = {t: scalar_metrics(m) for t, m in all_metrics.items()}
+    logging.info('eval step %d: new best score %.4f', step, score)
+    if self.model_dir is not None and jax.process_index() == 0:
+      tf.io.gfile.makedirs(self.model_dir)
+      if prompt is not None:
+        checkpoints.save_prompt(np.asarray(prompt), self.prompt_path)
+      record = {'step': step, 'score': score, 'metrics': self.best_metrics}
+      _write_text_atomic(self.json_path,
+                         json.dumps(record, indent=2, sort_keys=True) + '\n')
+    return True

@@ -1,0 +1,429 @@
+"""Tests for prompt_tuning.evaluation with fake models whose outputs are known.
+
+The fake model has `EncoderDecoderModel`'s methods but computes simple
+functions of the batch, and counts how often each method is traced. Tasks are
+registered per test under unique names from in-memory `FunctionDataSource`s
+with a `ByteVocabulary` (token = byte + 3, EOS = 1).
+"""
+import collections
+import dataclasses
+import json
+import os
+import uuid
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import seqio
+import tensorflow as tf
+
+from prompt_tuning import evaluation
+from prompt_tuning import partitioning
+from prompt_tuning.tasks import metrics
+from prompt_tuning.tasks import postprocessors
+
+VOCAB = seqio.ByteVocabulary()
+LENGTHS = {'inputs': 8, 'targets': 12}
+LABELS = ('negative', 'positive', 'other')
+
+
+def _byte(ch):
+  return ord(ch) + 3
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeModel:
+  """`EncoderDecoderModel`'s methods on simple rules.
+
+  predict_batch: the target for inputs starting with 'e', else 'zz' + EOS;
+    with `echo`, the encoder input times params['scale'] instead.
+  score_batch: the number of target tokens (sum of loss weights) times
+    params['scale'].
+  rank_classify: minus the distance between each label's and each input's
+    first token (so the closest first letter wins).
+  """
+  traces: collections.Counter = dataclasses.field(
+      default_factory=collections.Counter, compare=False)
+  echo: bool = False
+  input_vocabulary: seqio.Vocabulary = dataclasses.field(
+      default_factory=lambda: VOCAB)
+  output_vocabulary: seqio.Vocabulary = dataclasses.field(
+      default_factory=lambda: VOCAB)
+
+  def predict_batch(self, params, batch, rng=None, *, method='greedy',
+                    num_decodes=1, temperature=1.0, topk=0, topp=0.0,
+                    alpha=0.6, max_decode_length=None, prompt=None):
+    del rng, method, num_decodes, temperature, topk, topp, alpha, prompt
+    self.traces['predict'] += 1
+    inputs = batch['encoder_input_tokens']
+    if self.echo:
+      return (inputs * params['scale']).astype(jnp.int32)
+    targets = batch['decoder_target_tokens']
+    length = max_decode_length or targets.shape[1]
+    garbage = jnp.zeros((inputs.shape[0], length), jnp.int32)
+    garbage = garbage.at[:, :2].set(_byte('z')).at[:, 2].set(VOCAB.eos_id)
+    keep = (inputs[:, 0] == _byte('e'))[:, None]
+    return jnp.where(keep, targets[:, :length], garbage)
+
+  def score_batch(self, params, batch, prompt=None):
+    del prompt
+    self.traces['score'] += 1
+    weights = batch['decoder_loss_weights'].astype(jnp.float32)
+    return weights.sum(-1) * params['scale']
+
+  def rank_classify(self, params, batch, label_token_ids, prompt=None):
+    del params, prompt
+    self.traces['rank'] += 1
+    first = batch['encoder_input_tokens'][:, :1]     # [B, 1]
+    return -jnp.abs(first - label_token_ids[None, :, 0]).astype(jnp.float32)
+
+
+PARAMS = {'scale': jnp.ones((), jnp.int32)}
+
+
+# ------------------------------------------------------------------------------
+# Tasks.
+# ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def register_task():
+  """Registers in-memory tasks under unique names; removes them afterwards."""
+  names = []
+
+  def register(examples, metric_fns, postprocess_fn=None):
+    name = f'test_evaluation_{uuid.uuid4().hex[:8]}'
+
+    def dataset_fn(split, shuffle_files, seed=None):
+      del split, shuffle_files, seed
+      return tf.data.Dataset.from_tensor_slices({
+          'inputs': [x for x, _ in examples],
+          'targets': [y for _, y in examples],
+      })
+
+    features = {
+        'inputs': seqio.Feature(VOCAB, add_eos=True),
+        'targets': seqio.Feature(VOCAB, add_eos=True),
+    }
+    seqio.TaskRegistry.add(
+        name,
+        source=seqio.FunctionDataSource(dataset_fn, splits=['validation']),
+        preprocessors=[seqio.preprocessors.tokenize,
+                       seqio.preprocessors.append_eos],
+        output_features=features,
+        postprocess_fn=postprocess_fn,
+        metric_fns=metric_fns)
+    names.append(name)
+    return name
+
+  yield register
+  for name in names:
+    seqio.TaskRegistry.remove(name)
+
+
+def _even_odd_examples(n):
+  """Inputs 'e...' (model right) for even i, 'o...' (model wrong) for odd."""
+  return [(f'{"eo"[i % 2]}{i}', LABELS[i % 2]) for i in range(n)]
+
+
+def _classification_task(register_task, examples):
+  return register_task(
+      examples, [metrics.accuracy],
+      postprocessors.string_label_to_class_id(LABELS))
+
+
+# ------------------------------------------------------------------------------
+# Model functions.
+# ------------------------------------------------------------------------------
+
+
+def _enumerated(n, width=5):
+  # Row i is [i + 2, i + 3, ...], so each output row names its example.
+  tokens = np.arange(n)[:, None] + 2 + np.arange(width)[None, :]
+  features = {
+      'encoder_input_tokens': tokens.astype(np.int32),
+      'decoder_target_tokens': tokens.astype(np.int32),
+      'decoder_loss_weights': np.ones_like(tokens, np.int32),
+      'targets_pretokenized': np.array([b'x'] * n),  # never reaches the model
+  }
+  return tf.data.Dataset.from_tensor_slices(features).enumerate(), tokens
+
+
+@pytest.mark.parametrize('n,batch_size', [(7, 3), (6, 3), (2, 4), (1, 1),
+                                          (0, 2)])
+def test_predict_fn_predicts_every_example_once_in_order(n, batch_size):
+  model = FakeModel(echo=True)
+  predict_fn = evaluation.make_predict_fn(model, batch_size=batch_size)
+  dataset, tokens = _enumerated(n)
+  outputs = predict_fn(dataset, PARAMS)
+  assert [i for i, _ in outputs] == list(range(n))
+  for i, row in outputs:
+    assert isinstance(row, list) and all(isinstance(t, int) for t in row)
+    assert row == tokens[i].tolist()
+  # The same function with new parameter values: still one compilation.
+  outputs = predict_fn(dataset, {'scale': jnp.full((), 2, jnp.int32)})
+  assert [row for _, row in outputs] == (2 * tokens).tolist()
+  assert model.traces['predict'] == (1 if n else 0)
+
+
+def test_predict_fn_accepts_a_dataset_without_indices():
+  predict_fn = evaluation.make_predict_fn(FakeModel(echo=True), batch_size=4)
+  dataset, tokens = _enumerated(5)
+  bare = dataset.map(lambda index, features: features)
+  outputs = predict_fn(bare, PARAMS)
+  assert [i for i, _ in outputs] == list(range(5))
+  assert [row for _, row in outputs] == tokens.tolist()
+
+
+def test_predict_fn_on_a_mesh_matches_without():
+  mesh = partitioning.create_mesh()
+  batch_size = mesh.shape['data']
+  dataset, tokens = _enumerated(3)
+  predict_fn = evaluation.make_predict_fn(FakeModel(echo=True),
+                                          batch_size=batch_size, mesh=mesh)
+  assert [row for _, row in predict_fn(dataset, PARAMS)] == tokens.tolist()
+
+
+def test_score_fn_scores_every_example():
+  model = FakeModel()
+  score_fn = evaluation.make_score_fn(model, batch_size=2)
+  dataset, _ = _enumerated(5, width=4)
+  scores = score_fn(dataset, {'scale': jnp.full((), 0.5)})
+  assert scores == [(i, 2.0) for i in range(5)]
+  assert model.traces['score'] == 1
+
+
+def test_label_token_ids_appends_eos_and_pads():
+  ids = evaluation.label_token_ids(VOCAB, ['ab', 'c'])
+  assert ids.dtype == np.int32
+  np.testing.assert_array_equal(
+      ids, [[_byte('a'), _byte('b'), 1], [_byte('c'), 1, 0]])
+
+
+@pytest.mark.parametrize('labels', [(), 'positive', ('a', 'a')])
+def test_label_token_ids_rejects_bad_labels(labels):
+  with pytest.raises(ValueError, match='label_strings'):
+    evaluation.label_token_ids(VOCAB, labels)
+
+
+def test_rank_classification_picks_the_highest_scoring_label():
+  model = FakeModel()
+  predict_fn = evaluation.rank_classification_predict_fn(model, LABELS,
+                                                         batch_size=2)
+  inputs = ['p', 'n', 'o', 'q', 'a']   # 'q' is closest to 'p'; 'a' to 'n'.
+  tokens = np.array([[_byte(s), 1] for s in inputs], np.int32)
+  dataset = tf.data.Dataset.from_tensor_slices(
+      {'encoder_input_tokens': tokens}).enumerate()
+  outputs = predict_fn(dataset, PARAMS)
+  decoded = [VOCAB.decode(row) for _, row in outputs]
+  assert decoded == ['positive', 'negative', 'other', 'positive', 'negative']
+  pairs, aux = predict_fn(dataset, PARAMS, with_aux=True)
+  assert pairs == outputs
+  np.testing.assert_allclose(
+      aux['scores'][0],
+      [-abs(_byte('p') - _byte(label[0])) for label in LABELS])
+  assert model.traces['rank'] == 1
+
+
+def test_rank_classification_ties_go_to_the_first_label():
+  # 'negative' and 'neutral' share the first token, so they tie.
+  predict_fn = evaluation.rank_classification_predict_fn(
+      FakeModel(), ('positive', 'neutral', 'negative'), batch_size=1)
+  dataset = tf.data.Dataset.from_tensor_slices(
+      {'encoder_input_tokens': np.array([[_byte('n')]], np.int32)}).enumerate()
+  assert VOCAB.decode(predict_fn(dataset, PARAMS)[0][1]) == 'neutral'
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(decode_kwargs={'beam_size': 4}), 'beam_size'),
+    (dict(batch_size=0), 'batch_size'),
+])
+def test_make_predict_fn_rejects_bad_arguments(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    evaluation.make_predict_fn(FakeModel(), **kwargs)
+
+
+# ------------------------------------------------------------------------------
+# The evaluator on seqio tasks.
+# ------------------------------------------------------------------------------
+
+
+def test_decode_evaluation_accuracy_and_files(register_task, tmp_path):
+  task = _classification_task(register_task, _even_odd_examples(10))
+  model = FakeModel()
+  evaluator = evaluation.Evaluator(
+      model, task, feature_lengths=LENGTHS, batch_size=4, mode='decode',
+      decode_kwargs={'method': 'greedy'}, model_dir=str(tmp_path))
+  assert evaluator.task_names == (task,)
+  for step in (10, 20):
+    results = evaluator.evaluate(PARAMS, step)
+    assert results == {task: {'accuracy': pytest.approx(50.0)}}
+  evaluator.close()
+  # 10 examples in batches of 4: three batches, one compilation in all.
+  assert model.traces['predict'] == 1
+
+  eval_dir = tmp_path / 'eval'
+  records = evaluation.read_metrics_jsonl(str(eval_dir / 'metrics.jsonl'))
+  assert records == [
+      {'step': 10, 'task': task, 'metrics': {'accuracy': 50.0}},
+      {'step': 20, 'task': task, 'metrics': {'accuracy': 50.0}},
+  ]
+  assert any(name.startswith('events') for name in os.listdir(eval_dir / task))
+
+
+def test_decode_evaluation_of_a_partial_last_batch(register_task):
+  # 7 examples, batch 3: the last batch holds 1 example and 2 of padding.
+  task = _classification_task(register_task, _even_odd_examples(7))
+  results = evaluation.evaluate(FakeModel(), PARAMS, task,
+                                feature_lengths=LENGTHS, batch_size=3)
+  assert results[task]['accuracy'] == pytest.approx(100.0 * 4 / 7)
+
+
+def test_rank_evaluation_maps_through_the_postprocessor(register_task,
+                                                        tmp_path):
+  # The model picks the label sharing the input's first letter; examples 3
+  # and 5 have another target, so 6 of 8 are right.
+  examples = [('p0', 'positive'), ('n1', 'negative'), ('o2', 'other'),
+              ('p3', 'negative'), ('n4', 'negative'), ('o5', 'positive'),
+              ('p6', 'positive'), ('o7', 'other')]
+  task = _classification_task(register_task, examples)
+  model = FakeModel()
+  results = evaluation.evaluate(
+      model, PARAMS, task, feature_lengths=LENGTHS, batch_size=3,
+      mode='rank', step=5, label_strings={task: LABELS},
+      eval_dir=str(tmp_path / 'rank_eval'))
+  assert results == {task: {'accuracy': pytest.approx(75.0)}}
+  assert model.traces == {'rank': 1}
+  records = evaluation.read_metrics_jsonl(
+      str(tmp_path / 'rank_eval' / 'metrics.jsonl'))
+  assert records == [{'step': 5, 'task': task,
+                      'metrics': {'accuracy': 75.0}}]
+
+
+def test_score_metrics_use_the_score_fn(register_task):
+  def mean_score(targets, scores):
+    del targets
+    return {'mean_score': float(np.mean(scores))}
+
+  # Target lengths 2, 3, 4 bytes plus EOS.
+  task = register_task([('a', 'xy'), ('b', 'xyz'), ('c', 'wxyz')],
+                       [mean_score])
+  results = evaluation.evaluate(FakeModel(), {'scale': jnp.ones(())}, task,
+                                feature_lengths=LENGTHS, batch_size=2)
+  assert results[task]['mean_score'] == pytest.approx(4.0)
+
+
+def test_evaluation_of_several_tasks(register_task):
+  first = _classification_task(register_task, _even_odd_examples(4))
+  second = _classification_task(register_task,
+                                [('e0', 'positive'), ('e1', 'other')])
+  model = FakeModel()
+  with evaluation.Evaluator(model, [first, second], feature_lengths=LENGTHS,
+                            batch_size=2) as evaluator:
+    results = evaluator.evaluate(PARAMS, 1)
+  assert results == {first: {'accuracy': pytest.approx(50.0)},
+                     second: {'accuracy': pytest.approx(100.0)}}
+  # Both tasks have the same feature lengths: one compilation.
+  assert model.traces['predict'] == 1
+  assert evaluation.selection_score(results) == pytest.approx(75.0)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(mode='beam'), 'mode'),
+    (dict(mode='rank'), 'label_strings'),
+    (dict(mode='rank', label_strings={'another_task': LABELS}),
+     'no labels for task'),
+    (dict(split='test'), 'split'),
+])
+def test_evaluator_rejects_bad_arguments(register_task, kwargs, match):
+  task = _classification_task(register_task, _even_odd_examples(2))
+  with pytest.raises(ValueError, match=match):
+    evaluation.Evaluator(FakeModel(), task, feature_lengths=LENGTHS,
+                         batch_size=2, **kwargs)
+
+
+# ------------------------------------------------------------------------------
+# Best-step tracking.
+# ------------------------------------------------------------------------------
+
+
+def _metrics(accuracy, f1=None):
+  task = {'accuracy': accuracy}
+  if f1 is not None:
+    task['f1'] = f1
+  return {'task_a': task}
+
+
+def _read_best(model_dir):
+  with open(os.path.join(model_dir, 'best_prompt.json')) as f:
+    record = json.load(f)
+  return record, np.load(os.path.join(model_dir, 'best_prompt.npy'))
+
+
+def test_best_tracker_keeps_the_best_and_the_earlier_of_ties(tmp_path):
+  model_dir = str(tmp_path)
+  tracker = evaluation.BestCheckpointTracker(model_dir)
+  prompts = {step: np.full((2, 3), step, np.float32)
+             for step in (100, 200, 300, 400)}
+  # Scores: 50, mean(60, 80) = 70, 70 (tie: keeps 200), 60.
+  updates = [(100, _metrics(50.0)), (200, _metrics(60.0, 80.0)),
+             (300, _metrics(70.0, 70.0)), (400, _metrics(60.0, 60.0))]
+  is_best = [tracker.update(step, m, prompts[step]) for step, m in updates]
+  assert is_best == [True, True, False, False]
+  assert (tracker.best_step, tracker.best_score) == (200, 70.0)
+  record, prompt = _read_best(model_dir)
+  assert record == {'step': 200, 'score': 70.0,
+                    'metrics': {'task_a': {'accuracy': 60.0, 'f1': 80.0}}}
+  np.testing.assert_array_equal(prompt, prompts[200])
+  assert not [f for f in os.listdir(model_dir) if '.tmp' in f]
+
+  # A restart resumes from the json: a later tie does not replace step 200,
+  # an earlier step with the same score does, and a higher score does.
+  resumed = evaluation.BestCheckpointTracker(model_dir)
+  assert (resumed.best_step, resumed.best_score) == (200, 70.0)
+  assert not resumed.update(500, _metrics(70.0), np.zeros((2, 3)))
+  np.testing.assert_array_equal(_read_best(model_dir)[1], prompts[200])
+  assert resumed.update(150, _metrics(70.0), np.ones((2, 3)))
+  assert resumed.update(600, _metrics(90.0), np.full((2, 3), 6.0))
+  record, prompt = _read_best(model_dir)
+  assert (record['step'], record['score']) == (600, 90.0)
+  np.testing.assert_array_equal(prompt, np.full((2, 3), 6.0))
+
+  fresh = evaluation.BestCheckpointTracker(model_dir, restore=False)
+  assert fresh.best_step is None
+
+
+def test_best_tracker_scores_a_mixture_as_the_mean_over_tasks(tmp_path):
+  tracker = evaluation.BestCheckpointTracker(str(tmp_path))
+  all_metrics = {'a': {'accuracy': 80.0},
+                 'b': {'f1': 40.0, 'exact_match': 20.0}}
+  assert tracker.update(1, all_metrics, np.zeros((1, 2)))
+  assert tracker.best_score == pytest.approx((80.0 + 30.0) / 2)
+
+
+def test_best_tracker_rejects_a_malformed_json(tmp_path):
+  (tmp_path / 'best_prompt.json').write_text('{"score": 1.0}')
+  with pytest.raises(ValueError, match='best_prompt.json'):
+    evaluation.BestCheckpointTracker(str(tmp_path))
+
+
+def test_selection_score_rejects_empty_metrics():
+  with pytest.raises(ValueError):
+    evaluation.selection_score({})
+  with pytest.raises(ValueError):
+    evaluation.selection_score({'task': {}})
+
+
+def test_progress_is_logged_every_n_batches(caplog):
+  predict_fn = evaluation.make_predict_fn(FakeModel(echo=True), batch_size=2,
+                                          log_every=2)
+  dataset, _ = _enumerated(9)
+  with caplog.at_level('INFO'):
+    predict_fn(dataset, PARAMS, description='progress check')
+  lines = [r.getMessage() for r in caplog.records
+           if 'progress check' in r.getMessage()]
+  # Batches of 2 over 9 examples: logs after batches 2 and 4, then a total.
+  assert [line.split(':')[1].split(',')[0].strip() for line in lines[:2]] == [
+      '4/9 examples', '8/9 examples']
+  assert 'progress check: 9 examples in' in lines[-1]
