@@ -1,1 +1,2 @@
 """Tasks."""
+from prompt_tuning.tasks import offline  # pylint: disable=unused-import
