@@ -10,8 +10,8 @@ names (`PROMPT_REGEX` by default, `.*` for model tuning). The step takes the two
 parts separately and differentiates the trainable part only, so frozen weights
 get no gradients and no optimizer state, and are never written to disk.
 """
+import contextlib
 import dataclasses
-import json
 import os
 import re
 import time
@@ -130,8 +130,8 @@ def train_dataset(mixture_or_task_name: str,
                   num_shards: int = 1, split: str = 'train'):
   """An endless, shuffled, batched tf.data pipeline of converted features."""
   import seqio  # pylint: disable=g-import-not-at-top
-  from prompt_tuning.tasks import utils as task_utils  # pylint: disable=g-import-not-at-top
-  task = task_utils.get_mixture_or_task(mixture_or_task_name)
+  import prompt_tuning.tasks  # pylint: disable=g-import-not-at-top,unused-import
+  task = seqio.get_mixture_or_task(mixture_or_task_name)
   dataset = task.get_dataset(
       sequence_length=dict(task_feature_lengths), split=split, shuffle=True,
       seed=seed, num_epochs=None,
@@ -154,9 +154,21 @@ def save_numpy_params(params: PyTree, model_dir: str, step: int) -> None:
   """Each trainable parameter as `.npy`, named by its '.'-joined path (the
   paper code's layout), e.g. `encoder.prompt.prompt.prompt.npy`."""
   directory = numpy_checkpoint_dir(model_dir, step)
+  os.makedirs(directory, exist_ok=True)
   for name, value in _flat(params).items():
     checkpoints.save_prompt(np.asarray(value), os.path.join(
         directory, name.replace('/', '.') + '.npy'))
+
+
+@contextlib.contextmanager
+def _quiet_logging():
+  """orbax logs several INFO lines per save; keep the progress output readable."""
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.WARNING)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(verbosity)
 
 
 class TrainStateCheckpointer:
@@ -181,8 +193,9 @@ class TrainStateCheckpointer:
   def save(self, step: int, state: PyTree, data_checkpoint) -> None:
     # Data position first: a train state is only ever restored with its own.
     data_checkpoint.write(self._data_prefix(step))
-    self._manager.save(step, args=self._ocp.args.StandardSave(state))
-    self._manager.wait_until_finished()
+    with _quiet_logging():
+      self._manager.save(step, args=self._ocp.args.StandardSave(state))
+      self._manager.wait_until_finished()
     kept = set(self._manager.all_steps())
     data_root = os.path.join(self._dir, 'data')
     for name in os.listdir(data_root):
@@ -192,8 +205,9 @@ class TrainStateCheckpointer:
 
   def restore(self, step: int, abstract_state: PyTree, data_checkpoint
               ) -> PyTree:
-    state = self._manager.restore(
-        step, args=self._ocp.args.StandardRestore(abstract_state))
+    with _quiet_logging():
+      state = self._manager.restore(
+          step, args=self._ocp.args.StandardRestore(abstract_state))
     data_checkpoint.read(self._data_prefix(step)).assert_consumed()
     return state
 
