@@ -1,2 +1,11 @@
-"""Tasks."""
-from prompt_tuning.tasks import offline  # pylint: disable=unused-import
+"""seqio tasks and mixtures of the paper, and the offline suite.
+
+Importing this package registers every task (the one accepted import side
+effect); nothing is downloaded or loaded until a task is used.
+"""
+# pylint: disable=unused-import
+from prompt_tuning.tasks import glue
+from prompt_tuning.tasks import lm
+from prompt_tuning.tasks import mrqa
+from prompt_tuning.tasks import offline
+from prompt_tuning.tasks import superglue
