@@ -130,8 +130,8 @@ def train_dataset(mixture_or_task_name: str,
                   num_shards: int = 1, split: str = 'train'):
   """An endless, shuffled, batched tf.data pipeline of converted features."""
   import seqio  # pylint: disable=g-import-not-at-top
-  import prompt_tuning.tasks  # pylint: disable=g-import-not-at-top,unused-import
-  task = seqio.get_mixture_or_task(mixture_or_task_name)
+  from prompt_tuning.tasks import utils as task_utils  # pylint: disable=g-import-not-at-top
+  task = task_utils.get_mixture_or_task(mixture_or_task_name)
   dataset = task.get_dataset(
       sequence_length=dict(task_feature_lengths), split=split, shuffle=True,
       seed=seed, num_epochs=None,

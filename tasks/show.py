@@ -12,7 +12,6 @@ Usage:
 An unknown name prints the registered names closest to it on stderr and exits
 with status 1.
 """
-import difflib
 import sys
 from typing import Any, Dict, List, Mapping, Sequence, Union
 
@@ -23,25 +22,9 @@ import seqio
 import tensorflow as tf
 
 import prompt_tuning.tasks  # pylint: disable=unused-import  (registers tasks)
+from prompt_tuning.tasks.utils import get_mixture_or_task
 
 Provider = Union[seqio.Task, seqio.Mixture]
-
-
-def get_mixture_or_task(name: str) -> Provider:
-  """Looks up a registered task or mixture by name.
-
-  Raises:
-    ValueError: if no task or mixture has that name; the message lists the
-      closest registered names.
-  """
-  # TODO: use the shared tasks.utils.get_mixture_or_task once it exists.
-  names = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
-  if name in names:
-    return seqio.get_mixture_or_task(name)
-  close = difflib.get_close_matches(name, sorted(names), n=5, cutoff=0.6)
-  hint = (f'closest registered names: {", ".join(close)}' if close else
-          f'no registered name is close ({len(names)} registered)')
-  raise ValueError(f'no seqio task or mixture named {name!r}; {hint}')
 
 
 def preprocessed_examples(provider: Provider, split: str,
