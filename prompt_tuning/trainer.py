@@ -1,0 +1,482 @@
+"""Prompt-tuning trainer: frozen T5, trainable prompt (or any regex's params).
+
+`train(...)` reads top to bottom: mesh, data, model and parameters, train step,
+checkpoints, the loop. The step, the split of the parameter tree and the
+checkpoint helpers are top-level functions that tests import. Nothing here
+reads gin; `python -m prompt_tuning.train` configures `train` from gin files.
+
+The trainable/frozen split is made once, by regexes over '/'-joined parameter
+names (`PROMPT_REGEX` by default, `.*` for model tuning). The step takes the two
+parts separately and differentiates the trainable part only, so frozen weights
+get no gradients and no optimizer state, and are never written to disk.
+"""
+import contextlib
+import dataclasses
+import os
+import re
+import time
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from prompt_tuning import checkpoints
+from prompt_tuning import models
+from prompt_tuning import partitioning
+
+PyTree = Any
+
+# The learned prompt (t5.Transformer(prompt_length=P) owns it here).
+PROMPT_REGEX = r'encoder/prompt/.*'
+MODEL_TUNING_REGEX = r'.*'
+
+
+def adafactor(learning_rate: float = 0.3, decay_rate: float = 0.8,
+              weight_decay_rate: float = 1e-5,
+              multiply_by_parameter_scale: bool = False,
+              clipping_threshold: Optional[float] = 1.0
+              ) -> optax.GradientTransformation:
+  """optax's Adafactor with the paper's prompt-tuning settings as defaults.
+
+  NOTE: the paper (and its released configs): constant learning rate 0.3,
+  second-moment decay 0.8, no parameter scaling, weight decay 1e-5.
+  """
+  return optax.adafactor(
+      learning_rate=learning_rate, decay_rate=decay_rate,
+      multiply_by_parameter_scale=multiply_by_parameter_scale,
+      weight_decay_rate=weight_decay_rate,
+      clipping_threshold=clipping_threshold)
+
+
+# ----------------------------------------------------------------------------
+# The trainable/frozen split.
+# ----------------------------------------------------------------------------
+
+
+def _flat(tree: PyTree) -> Dict[str, Any]:
+  return flax.traverse_util.flatten_dict(flax.core.unfreeze(tree), sep='/')
+
+
+def _unflat(flat: Mapping[str, Any]) -> Dict[str, Any]:
+  return flax.traverse_util.unflatten_dict(dict(flat), sep='/')
+
+
+def split_params(params: PyTree, trainable_regexes: Sequence[str]
+                 ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+  """Splits a parameter tree into (trainable, frozen) nested dicts.
+
+  A parameter is trainable if its '/'-joined name fully matches any regex.
+  """
+  patterns = [re.compile(r) for r in trainable_regexes]
+  trainable, frozen = {}, {}
+  for name, value in _flat(params).items():
+    (trainable if any(p.fullmatch(name) for p in patterns) else frozen)[
+        name] = value
+  return _unflat(trainable), _unflat(frozen)
+
+
+def merge_params(trainable: PyTree, frozen: PyTree) -> Dict[str, Any]:
+  """The inverse of `split_params`."""
+  return _unflat({**_flat(frozen), **_flat(trainable)})
+
+
+def count_params(tree: PyTree) -> Tuple[int, int]:
+  """(number of values, bytes) over the leaves."""
+  leaves = jax.tree_util.tree_leaves(tree)
+  return (sum(int(np.prod(x.shape)) for x in leaves),
+          sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
+              for x in leaves))
+
+
+# ----------------------------------------------------------------------------
+# The train step.
+# ----------------------------------------------------------------------------
+
+
+def train_step(model: models.EncoderDecoderModel,
+               optimizer: optax.GradientTransformation,
+               trainable: PyTree, frozen: PyTree, opt_state: PyTree,
+               batch: Mapping[str, jax.Array], dropout_rng: Optional[jax.Array]
+               ) -> Tuple[PyTree, PyTree, Dict[str, jax.Array]]:
+  """One optimizer step on the trainable parameters.
+
+  Gradients are taken with respect to `trainable` only: `frozen` enters the
+  loss as a constant, so no weight gradient is computed for it.
+  """
+
+  def loss_fn(trainable_params):
+    return model.loss_fn(merge_params(trainable_params, frozen), batch,
+                         dropout_rng)
+
+  (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+  updates, opt_state = optimizer.update(grads, opt_state, trainable)
+  trainable = optax.apply_updates(trainable, updates)
+  metrics['grad_norm'] = optax.global_norm(grads)
+  return trainable, opt_state, metrics
+
+
+# ----------------------------------------------------------------------------
+# Data.
+# ----------------------------------------------------------------------------
+
+
+def train_dataset(mixture_or_task_name: str,
+                  task_feature_lengths: Mapping[str, int],
+                  batch_size_per_process: int, seed: int, shard_id: int = 0,
+                  num_shards: int = 1, split: str = 'train'):
+  """An endless, shuffled, batched tf.data pipeline of converted features."""
+  import seqio  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.tasks import utils as task_utils  # pylint: disable=g-import-not-at-top
+  task = task_utils.get_mixture_or_task(mixture_or_task_name)
+  dataset = task.get_dataset(
+      sequence_length=dict(task_feature_lengths), split=split, shuffle=True,
+      seed=seed, num_epochs=None,
+      shard_info=seqio.ShardInfo(index=shard_id, num_shards=num_shards))
+  dataset = seqio.EncDecFeatureConverter(pack=False)(
+      dataset, dict(task_feature_lengths))
+  return dataset.batch(batch_size_per_process, drop_remainder=True).prefetch(2)
+
+
+# ----------------------------------------------------------------------------
+# Checkpoints.
+# ----------------------------------------------------------------------------
+
+
+def numpy_checkpoint_dir(model_dir: str, step: int) -> str:
+  return os.path.join(model_dir, 'numpy_checkpoints', f'checkpoint_{step}')
+
+
+def save_numpy_params(params: PyTree, model_dir: str, step: int) -> None:
+  """Each trainable parameter as `.npy`, named by its '.'-joined path (the
+  paper code's layout), e.g. `encoder.prompt.prompt.prompt.npy`."""
+  directory = numpy_checkpoint_dir(model_dir, step)
+  os.makedirs(directory, exist_ok=True)
+  for name, value in _flat(params).items():
+    checkpoints.save_prompt(np.asarray(value), os.path.join(
+        directory, name.replace('/', '.') + '.npy'))
+
+
+@contextlib.contextmanager
+def _quiet_logging():
+  """orbax logs several INFO lines per save; keep the progress output readable."""
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.WARNING)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(verbosity)
+
+
+class TrainStateCheckpointer:
+  """Train state through orbax (atomic, keeps the last N) plus the input
+  pipeline's position (a tf.data iterator checkpoint per process)."""
+
+  def __init__(self, model_dir: str, keep: int):
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    self._ocp = ocp
+    self._dir = os.path.join(os.path.abspath(model_dir), 'train_state')
+    self._manager = ocp.CheckpointManager(
+        self._dir, options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, enable_async_checkpointing=False))
+
+  def _data_prefix(self, step: int) -> str:
+    return os.path.join(self._dir, 'data', f'step_{step}',
+                        f'process_{jax.process_index()}')
+
+  def latest_step(self) -> Optional[int]:
+    return self._manager.latest_step()
+
+  def save(self, step: int, state: PyTree, data_checkpoint) -> None:
+    # Data position first: a train state is only ever restored with its own.
+    data_checkpoint.write(self._data_prefix(step))
+    with _quiet_logging():
+      self._manager.save(step, args=self._ocp.args.StandardSave(state))
+      self._manager.wait_until_finished()
+    kept = set(self._manager.all_steps())
+    data_root = os.path.join(self._dir, 'data')
+    for name in os.listdir(data_root):
+      if int(name.split('_')[1]) not in kept:
+        import shutil  # pylint: disable=g-import-not-at-top
+        shutil.rmtree(os.path.join(data_root, name), ignore_errors=True)
+
+  def restore(self, step: int, abstract_state: PyTree, data_checkpoint
+              ) -> PyTree:
+    with _quiet_logging():
+      state = self._manager.restore(
+          step, args=self._ocp.args.StandardRestore(abstract_state))
+    data_checkpoint.read(self._data_prefix(step)).assert_consumed()
+    return state
+
+  def close(self):
+    self._manager.close()
+
+
+# ----------------------------------------------------------------------------
+# Parameters from the initial checkpoint.
+# ----------------------------------------------------------------------------
+
+
+def load_initial_params(model: models.EncoderDecoderModel,
+                        initial_checkpoint_path: Optional[str],
+                        assignment_map: Sequence[Tuple[str, Optional[str]]],
+                        rng: jax.Array, shardings: PyTree,
+                        abstract: PyTree) -> PyTree:
+  """Parameters laid out by `shardings`: from the checkpoint where it has them,
+  freshly initialised where `assignment_map` says None (e.g. the prompt).
+
+  Only the parameters to initialise are computed: the jitted init returns just
+  those, and XLA drops the rest of the work.
+  """
+  flat_abstract = _flat(abstract)
+  if initial_checkpoint_path is None:
+    to_init = set(flat_abstract)
+  else:
+    rules = [(re.compile(p), r) for p, r in assignment_map]
+    to_init = {n for n in flat_abstract
+               if any(p.fullmatch(n) and r is None for p, r in rules)}
+  flat_shardings = _flat(shardings)
+
+  def init_subset(key):
+    flat = _flat(partitioning.unbox(model.init(key)))
+    return {n: flat[n] for n in sorted(to_init)}
+
+  initialised = jax.jit(init_subset, out_shardings={
+      n: flat_shardings[n] for n in sorted(to_init)})(rng) if to_init else {}
+  if initial_checkpoint_path is None:
+    return _unflat(initialised)
+  like = {n: (np.asarray(initialised[n]) if n in initialised else v)
+          for n, v in flat_abstract.items()}
+  loaded = _flat(checkpoints.load_t5x(initial_checkpoint_path,
+                                      like=_unflat(like),
+                                      assignment_map=assignment_map))
+  placed = {}
+  for name, value in loaded.items():
+    if name in initialised:
+      placed[name] = initialised[name]
+    else:
+      array = np.asarray(value)
+      placed[name] = jax.make_array_from_callback(
+          array.shape, flat_shardings[name], lambda index, a=array: a[index])
+  return _unflat(placed)
+
+
+# ----------------------------------------------------------------------------
+# train()
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TrainResult:
+  step: int
+  trainable: PyTree
+  metrics: Dict[str, float]
+  eval_history: list
+
+
+def train(*,
+          model: models.EncoderDecoderModel,
+          mixture_or_task_name: str,
+          task_feature_lengths: Mapping[str, int],
+          batch_size: int,
+          train_steps: int,
+          model_dir: str,
+          initial_checkpoint_path: Optional[str] = None,
+          optimizer: Optional[optax.GradientTransformation] = None,
+          trainable_regexes: Sequence[str] = (PROMPT_REGEX,),
+          assignment_map: Sequence[Tuple[str, Optional[str]]] = (
+              (PROMPT_REGEX, None),),
+          mesh_config: partitioning.MeshConfig = partitioning.MeshConfig(),
+          logical_axis_rules: Optional[partitioning.LogicalAxisRules] = None,
+          seed: int = 0,
+          use_dropout: bool = True,
+          log_period: int = 50,
+          checkpoint_period: int = 1000,
+          keep_checkpoints: int = 1,
+          eval_period: int = 0,
+          evaluator: Optional[Callable[..., Dict[str, Any]]] = None,
+          export_t5x: bool = False) -> TrainResult:
+  """Trains the parameters matching `trainable_regexes`; returns the result.
+
+  Args:
+    model: the model (its module decides the prompt length and initialiser).
+    mixture_or_task_name: registered seqio task or mixture.
+    task_feature_lengths: e.g. {'inputs': 512, 'targets': 8}.
+    batch_size: global batch size (paper: 32).
+    train_steps: total steps (paper: 30,000); a resumed run stops there too.
+    model_dir: where checkpoints, prompts, metrics and the config go.
+    initial_checkpoint_path: t5x checkpoint with the frozen weights; None
+      trains from scratch (pretraining).
+    optimizer: default `adafactor()` (the paper's settings).
+    trainable_regexes: which parameters train; `.*` is model tuning.
+    assignment_map: t5x-style rules; `(regex, None)` marks parameters that
+      are not in the initial checkpoint and are initialised (the prompt).
+    mesh_config: device mesh (data x model).
+    logical_axis_rules: default `partitioning.standard_logical_axis_rules()`.
+    seed: data order, initialisation and dropout.
+    use_dropout: dropout as configured in the model (paper: 0.1).
+    log_period: steps between progress lines and train summaries.
+    checkpoint_period: steps between train-state checkpoints and `.npy` saves.
+    keep_checkpoints: train-state checkpoints kept.
+    eval_period: steps between evaluations (0: only at the end).
+    evaluator: `evaluator(step, params, trainable) -> metrics` (see
+      prompt_tuning.evaluation); None skips evaluation.
+    export_t5x: at the end, write all parameters as a t5x checkpoint
+      `MODEL_DIR/checkpoint_STEP` (model tuning, pretraining).
+  """
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  optimizer = optimizer or adafactor()
+  rules = logical_axis_rules or partitioning.standard_logical_axis_rules(
+      mesh_config.num_partitions)
+  if initial_checkpoint_path is not None and not (
+      initial_checkpoint_path.startswith('gs://')
+      or os.path.exists(initial_checkpoint_path)):
+    raise FileNotFoundError(
+        f'INITIAL_CHECKPOINT_PATH {initial_checkpoint_path} does not exist')
+  os.makedirs(model_dir, exist_ok=True)
+  is_chief = jax.process_index() == 0
+  writer = metric_writers.create_default_writer(
+      os.path.join(model_dir, 'train'), just_logging=not is_chief)
+
+  # -------------------------------------------------------------- Mesh.
+  mesh = partitioning.create_mesh(mesh_config)
+  per_process_batch = partitioning.global_batch_size_check(batch_size, mesh)
+  logging.info('%s', partitioning.describe(mesh, rules))
+
+  # -------------------------------------------------------------- Data.
+  shard_id, num_shards = partitioning.process_data_shard(mesh)
+  dataset = train_dataset(mixture_or_task_name, task_feature_lengths,
+                          per_process_batch, seed, shard_id, num_shards)
+  data_iterator = iter(dataset)
+  data_checkpoint = tf.train.Checkpoint(iterator=data_iterator)
+
+  # ---------------------------------------------- Model and parameters.
+  rng = jax.random.PRNGKey(seed)
+  init_rng, dropout_root = jax.random.split(rng)
+  abstract_boxed = jax.eval_shape(model.init, init_rng)
+  shardings = partitioning.logical_to_mesh_shardings(abstract_boxed, mesh,
+                                                     rules)
+  abstract = partitioning.unbox(abstract_boxed)
+  trainable_abstract, _ = split_params(abstract, trainable_regexes)
+  if not _flat(trainable_abstract):
+    raise ValueError(f'trainable_regexes {list(trainable_regexes)} match no '
+                     'parameter; names look like '
+                     f'{sorted(_flat(abstract))[:3]}')
+  with partitioning.mesh_context(mesh, rules):
+    params = load_initial_params(model, initial_checkpoint_path,
+                                 assignment_map, init_rng, shardings,
+                                 abstract)
+  trainable, frozen = split_params(params, trainable_regexes)
+  del params
+  trainable_shardings, frozen_shardings = split_params(shardings,
+                                                       trainable_regexes)
+  n_train, b_train = count_params(trainable)
+  n_frozen, b_frozen = count_params(frozen)
+  logging.info('trainable: %s values (%s bytes) in %d arrays: %s', f'{n_train:,}',
+               f'{b_train:,}', len(_flat(trainable)), sorted(_flat(trainable))[:8])
+  logging.info('frozen: %s values (%s bytes)', f'{n_frozen:,}', f'{b_frozen:,}')
+
+  # The optimizer state exists for the trainable part only.
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  opt_state = jax.jit(optimizer.init, out_shardings=replicated)(trainable)
+
+  # ---------------------------------------------------------- Step.
+  batch_sharding = partitioning.data_sharding(mesh)
+
+  def step_fn(trainable, frozen, opt_state, batch, step):
+    dropout_rng = (jax.random.fold_in(dropout_root, step) if use_dropout
+                   else None)
+    return train_step(model, optimizer, trainable, frozen, opt_state, batch,
+                      dropout_rng)
+
+  jitted_step = jax.jit(
+      step_fn,
+      in_shardings=(trainable_shardings, frozen_shardings, replicated,
+                    batch_sharding, replicated),
+      out_shardings=(trainable_shardings, replicated, replicated),
+      donate_argnums=(0, 2))
+
+  # ---------------------------------------------- Resume if possible.
+  checkpointer = TrainStateCheckpointer(model_dir, keep_checkpoints)
+  step = 0
+  latest = checkpointer.latest_step()
+  if latest is not None:
+    state = checkpointer.restore(
+        latest, {'step': 0, 'trainable': trainable, 'opt_state': opt_state},
+        data_checkpoint)
+    step = int(state['step'])
+    trainable, opt_state = state['trainable'], state['opt_state']
+    logging.info('resumed from the train state of step %d', step)
+
+  def save(step):
+    checkpointer.save(step, {'step': step, 'trainable': trainable,
+                             'opt_state': opt_state}, data_checkpoint)
+    if is_chief:
+      save_numpy_params(jax.device_get(trainable), model_dir, step)
+
+  # ---------------------------------------------------------- Loop.
+  eval_history = []
+  last = {}
+  window_start, window_steps = time.time(), 0
+  pending = []  # device metrics not yet fetched (no host sync per step)
+  logging.info('training from step %d to %d', step, train_steps)
+  while step < train_steps:
+    local = jax.tree_util.tree_map(lambda t: t._numpy(), next(data_iterator))  # pylint: disable=protected-access
+    batch = partitioning.host_local_to_global(local, mesh)
+    with partitioning.mesh_context(mesh, rules):
+      trainable, opt_state, metrics = jitted_step(trainable, frozen,
+                                                  opt_state, batch,
+                                                  np.int32(step))
+    step += 1
+    window_steps += 1
+    pending.append(metrics)
+    boundary = (step % log_period == 0 or step == train_steps
+                or step % checkpoint_period == 0
+                or (eval_period and step % eval_period == 0))
+    if not boundary:
+      continue
+    fetched = jax.device_get(pending)
+    pending = []
+    loss = np.array([m['loss'] for m in fetched])
+    if not np.all(np.isfinite(loss)):
+      bad = step - len(fetched) + int(np.argmin(np.isfinite(loss)))
+      raise FloatingPointError(
+          f'non-finite loss at step {bad + 1} (steps {step - len(fetched) + 1}'
+          f'..{step}); the last good checkpoint is kept in {model_dir}')
+    tokens = sum(float(m['num_tokens']) for m in fetched)
+    last = {'loss_per_token': float(loss.sum()) / max(tokens, 1.0),
+            'accuracy': float(np.mean([m['accuracy'] for m in fetched])),
+            'z_loss_per_token': sum(float(m['z_loss']) for m in fetched)
+                                / max(tokens, 1.0),
+            'grad_norm': float(fetched[-1]['grad_norm'])}
+    elapsed = time.time() - window_start
+    rate = window_steps / max(elapsed, 1e-9)
+    if step % log_period == 0 or step == train_steps:
+      writer.write_scalars(step, {**last, 'steps_per_sec': rate})
+      eta = (train_steps - step) / max(rate, 1e-9)
+      logging.info('step %d/%d  loss/token %.4f  token acc %.3f  '
+                   '%.2f steps/s  ETA %s', step, train_steps,
+                   last['loss_per_token'], last['accuracy'], rate,
+                   time.strftime('%H:%M:%S', time.gmtime(eta)))
+    if step % checkpoint_period == 0 or step == train_steps:
+      save(step)
+    if evaluator is not None and (
+        step == train_steps or (eval_period and step % eval_period == 0)):
+      results = evaluator(step, merge_params(trainable, frozen), trainable)
+      eval_history.append({'step': step, **results})
+      writer.flush()
+    window_start, window_steps = time.time(), 0
+
+  if export_t5x and is_chief:
+    export_dir = os.path.join(model_dir, f'checkpoint_{step}')
+    checkpoints.save_t5x(jax.device_get(merge_params(trainable, frozen)),
+                         export_dir, step=step, overwrite=True)
+    logging.info('wrote t5x checkpoint %s', export_dir)
+  checkpointer.close()
+  writer.flush()
+  return TrainResult(step=step, trainable=jax.device_get(trainable),
+                     metrics=last, eval_history=eval_history)
