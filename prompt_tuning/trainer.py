@@ -15,7 +15,7 @@ import dataclasses
 import os
 import re
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 import flax
@@ -264,6 +264,49 @@ def load_initial_params(model: models.EncoderDecoderModel,
   return _unflat(placed)
 
 
+@dataclasses.dataclass
+class ModelSetup:
+  """A device mesh, its rules, and the model's parameters laid out on it."""
+  mesh: Any
+  rules: partitioning.LogicalAxisRules
+  params: PyTree
+  shardings: PyTree
+
+
+def setup_model(model: models.EncoderDecoderModel,
+                initial_checkpoint_path: Optional[str],
+                assignment_map: Sequence[Tuple[str, Optional[str]]] = (
+                    (PROMPT_REGEX, None),),
+                seed: int = 0,
+                mesh_config: partitioning.MeshConfig = partitioning.MeshConfig(),
+                logical_axis_rules: Optional[partitioning.LogicalAxisRules] = None
+                ) -> ModelSetup:
+  """Builds the mesh and loads (or initialises) the parameters on it.
+
+  Shared by training, `eval` and `infer`.
+
+  Raises:
+    FileNotFoundError: `initial_checkpoint_path` does not exist.
+  """
+  if initial_checkpoint_path is not None and not (
+      initial_checkpoint_path.startswith('gs://')
+      or os.path.exists(initial_checkpoint_path)):
+    raise FileNotFoundError(
+        f'INITIAL_CHECKPOINT_PATH {initial_checkpoint_path} does not exist')
+  rules = logical_axis_rules or partitioning.standard_logical_axis_rules(
+      mesh_config.num_partitions)
+  mesh = partitioning.create_mesh(mesh_config)
+  init_rng = jax.random.split(jax.random.PRNGKey(seed))[0]
+  abstract_boxed = jax.eval_shape(model.init, init_rng)
+  shardings = partitioning.logical_to_mesh_shardings(abstract_boxed, mesh,
+                                                     rules)
+  with partitioning.mesh_context(mesh, rules):
+    params = load_initial_params(model, initial_checkpoint_path,
+                                 assignment_map, init_rng, shardings,
+                                 partitioning.unbox(abstract_boxed))
+  return ModelSetup(mesh=mesh, rules=rules, params=params, shardings=shardings)
+
+
 # ----------------------------------------------------------------------------
 # train()
 # ----------------------------------------------------------------------------
@@ -271,10 +314,14 @@ def load_initial_params(model: models.EncoderDecoderModel,
 
 @dataclasses.dataclass
 class TrainResult:
+  """What a run ended with: its last step, trainable parameters, train
+  metrics, every evaluation, and the best evaluated step."""
   step: int
   trainable: PyTree
   metrics: Dict[str, float]
   eval_history: list
+  best_step: Optional[int] = None
+  best_metrics: Optional[Dict[str, Any]] = None
 
 
 def train(*,
@@ -297,7 +344,15 @@ def train(*,
           checkpoint_period: int = 1000,
           keep_checkpoints: int = 1,
           eval_period: int = 0,
-          evaluator: Optional[Callable[..., Dict[str, Any]]] = None,
+          eval_mixture_or_task_name: Optional[str] = None,
+          eval_split: str = 'validation',
+          eval_mode: Optional[str] = 'decode',
+          eval_batch_size: Optional[int] = None,
+          eval_feature_lengths: Optional[Mapping[str, int]] = None,
+          eval_num_examples: Optional[int] = None,
+          decode_kwargs: Optional[Mapping[str, Any]] = None,
+          class_labels: Optional[Sequence[str]] = None,
+          eval_before_training: bool = False,
           export_t5x: bool = False) -> TrainResult:
   """Trains the parameters matching `trainable_regexes`; returns the result.
 
@@ -322,30 +377,49 @@ def train(*,
     checkpoint_period: steps between train-state checkpoints and `.npy` saves.
     keep_checkpoints: train-state checkpoints kept.
     eval_period: steps between evaluations (0: only at the end).
-    evaluator: `evaluator(step, params, trainable) -> metrics` (see
-      prompt_tuning.evaluation); None skips evaluation.
+    eval_mixture_or_task_name: what to validate on (default: the training
+      task or mixture).
+    eval_split: the validation split.
+    eval_mode: 'decode' (generate, then the task's metrics), 'rank' (score
+      each of `class_labels`, pick the best), or None (no evaluation).
+    eval_batch_size: default `batch_size`.
+    eval_feature_lengths: default `task_feature_lengths`.
+    eval_num_examples: evaluate only the first this many examples per task.
+    decode_kwargs: `EncoderDecoderModel.predict_batch` arguments for 'decode'.
+    class_labels: the label strings for 'rank'.
+    eval_before_training: also evaluate at step 0 (the untrained prompt).
     export_t5x: at the end, write all parameters as a t5x checkpoint
       `MODEL_DIR/checkpoint_STEP` (model tuning, pretraining).
   """
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   optimizer = optimizer or adafactor()
-  rules = logical_axis_rules or partitioning.standard_logical_axis_rules(
-      mesh_config.num_partitions)
-  if initial_checkpoint_path is not None and not (
-      initial_checkpoint_path.startswith('gs://')
-      or os.path.exists(initial_checkpoint_path)):
-    raise FileNotFoundError(
-        f'INITIAL_CHECKPOINT_PATH {initial_checkpoint_path} does not exist')
   os.makedirs(model_dir, exist_ok=True)
   is_chief = jax.process_index() == 0
   writer = metric_writers.create_default_writer(
       os.path.join(model_dir, 'train'), just_logging=not is_chief)
 
-  # -------------------------------------------------------------- Mesh.
-  mesh = partitioning.create_mesh(mesh_config)
+  # --------------------------------------- Mesh, model and parameters.
+  setup = setup_model(model, initial_checkpoint_path, assignment_map, seed,
+                      mesh_config, logical_axis_rules)
+  mesh, rules = setup.mesh, setup.rules
   per_process_batch = partitioning.global_batch_size_check(batch_size, mesh)
   logging.info('%s', partitioning.describe(mesh, rules))
+  trainable, frozen = split_params(setup.params, trainable_regexes)
+  if not _flat(trainable):
+    raise ValueError(f'trainable_regexes {list(trainable_regexes)} match no '
+                     'parameter; names look like '
+                     f'{sorted(_flat(setup.params))[:3]}')
+  trainable_shardings, frozen_shardings = split_params(
+      partitioning.unbox(setup.shardings), trainable_regexes)
+  del setup
+  n_train, b_train = count_params(trainable)
+  n_frozen, b_frozen = count_params(frozen)
+  logging.info('trainable: %s values (%s bytes) in %d arrays: %s',
+               f'{n_train:,}', f'{b_train:,}', len(_flat(trainable)),
+               sorted(_flat(trainable))[:8])
+  logging.info('frozen: %s values (%s bytes)', f'{n_frozen:,}',
+               f'{b_frozen:,}')
 
   # -------------------------------------------------------------- Data.
   shard_id, num_shards = partitioning.process_data_shard(mesh)
@@ -354,31 +428,7 @@ def train(*,
   data_iterator = iter(dataset)
   data_checkpoint = tf.train.Checkpoint(iterator=data_iterator)
 
-  # ---------------------------------------------- Model and parameters.
-  rng = jax.random.PRNGKey(seed)
-  init_rng, dropout_root = jax.random.split(rng)
-  abstract_boxed = jax.eval_shape(model.init, init_rng)
-  shardings = partitioning.logical_to_mesh_shardings(abstract_boxed, mesh,
-                                                     rules)
-  abstract = partitioning.unbox(abstract_boxed)
-  trainable_abstract, _ = split_params(abstract, trainable_regexes)
-  if not _flat(trainable_abstract):
-    raise ValueError(f'trainable_regexes {list(trainable_regexes)} match no '
-                     'parameter; names look like '
-                     f'{sorted(_flat(abstract))[:3]}')
-  with partitioning.mesh_context(mesh, rules):
-    params = load_initial_params(model, initial_checkpoint_path,
-                                 assignment_map, init_rng, shardings,
-                                 abstract)
-  trainable, frozen = split_params(params, trainable_regexes)
-  del params
-  trainable_shardings, frozen_shardings = split_params(shardings,
-                                                       trainable_regexes)
-  n_train, b_train = count_params(trainable)
-  n_frozen, b_frozen = count_params(frozen)
-  logging.info('trainable: %s values (%s bytes) in %d arrays: %s', f'{n_train:,}',
-               f'{b_train:,}', len(_flat(trainable)), sorted(_flat(trainable))[:8])
-  logging.info('frozen: %s values (%s bytes)', f'{n_frozen:,}', f'{b_frozen:,}')
+  dropout_root = jax.random.split(jax.random.PRNGKey(seed))[1]
 
   # The optimizer state exists for the trainable part only.
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
@@ -400,6 +450,32 @@ def train(*,
       out_shardings=(trainable_shardings, replicated, replicated),
       donate_argnums=(0, 2))
 
+  # ------------------------------------------------------ Evaluation.
+  eval_history = []
+  evaluator = tracker = None
+  if eval_mode is not None:
+    from prompt_tuning import evaluation  # pylint: disable=g-import-not-at-top
+    evaluator = evaluation.Evaluator(
+        model, eval_mixture_or_task_name or mixture_or_task_name,
+        split=eval_split,
+        feature_lengths=eval_feature_lengths or task_feature_lengths,
+        batch_size=eval_batch_size or batch_size, mode=eval_mode,
+        decode_kwargs=decode_kwargs, label_strings=class_labels,
+        model_dir=model_dir, num_examples=eval_num_examples, mesh=mesh,
+        rules=rules)
+    tracker = evaluation.BestCheckpointTracker(model_dir)
+
+  def evaluate(step):
+    params = merge_params(trainable, frozen)
+    results = evaluator.evaluate(params, step)
+    prompt = _flat(trainable).get('encoder/prompt/prompt/prompt')
+    tracker.update(step, results,
+                   None if prompt is None else jax.device_get(prompt))
+    for task, task_metrics in sorted(results.items()):
+      logging.info('eval step %d  %s  %s', step, task, ', '.join(
+          f'{k} {v:.2f}' for k, v in sorted(task_metrics.items())))
+    return results
+
   # ---------------------------------------------- Resume if possible.
   checkpointer = TrainStateCheckpointer(model_dir, keep_checkpoints)
   step = 0
@@ -418,8 +494,10 @@ def train(*,
     if is_chief:
       save_numpy_params(jax.device_get(trainable), model_dir, step)
 
+  if evaluator is not None and eval_before_training and step == 0:
+    eval_history.append({'step': 0, 'metrics': evaluate(0)})
+
   # ---------------------------------------------------------- Loop.
-  eval_history = []
   last = {}
   window_start, window_steps = time.time(), 0
   pending = []  # device metrics not yet fetched (no host sync per step)
@@ -466,8 +544,7 @@ def train(*,
       save(step)
     if evaluator is not None and (
         step == train_steps or (eval_period and step % eval_period == 0)):
-      results = evaluator(step, merge_params(trainable, frozen), trainable)
-      eval_history.append({'step': step, **results})
+      eval_history.append({'step': step, 'metrics': evaluate(step)})
       writer.flush()
     window_start, window_steps = time.time(), 0
 
@@ -477,6 +554,10 @@ def train(*,
                          export_dir, step=step, overwrite=True)
     logging.info('wrote t5x checkpoint %s', export_dir)
   checkpointer.close()
+  if evaluator is not None:
+    evaluator.close()
   writer.flush()
   return TrainResult(step=step, trainable=jax.device_get(trainable),
-                     metrics=last, eval_history=eval_history)
+                     metrics=last, eval_history=eval_history,
+                     best_step=tracker.best_step if tracker else None,
+                     best_metrics=tracker.best_metrics if tracker else None)

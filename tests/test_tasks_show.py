@@ -82,6 +82,6 @@ def test_cli_prints_examples(cli):
 def test_cli_unknown_name_lists_close_names_and_fails(cli):
   result = cli['unknown']
   assert result.returncode != 0
-  assert "no seqio task or mixture named 'offline_topik'" in result.stderr
+  assert "Unknown task or mixture 'offline_topik'" in result.stderr
   assert 'offline_topic' in result.stderr
   assert not result.stdout
