@@ -300,10 +300,12 @@ def setup_model(model: models.EncoderDecoderModel,
   abstract_boxed = jax.eval_shape(model.init, init_rng)
   shardings = partitioning.logical_to_mesh_shardings(abstract_boxed, mesh,
                                                      rules)
+  # Unboxed outside the mesh context: under it, flax would constrain the
+  # abstract values' shardings.
+  abstract = partitioning.unbox(abstract_boxed)
   with partitioning.mesh_context(mesh, rules):
     params = load_initial_params(model, initial_checkpoint_path,
-                                 assignment_map, init_rng, shardings,
-                                 partitioning.unbox(abstract_boxed))
+                                 assignment_map, init_rng, shardings, abstract)
   return ModelSetup(mesh=mesh, rules=rules, params=params, shardings=shardings)
 
 
