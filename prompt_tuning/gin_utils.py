@@ -1,0 +1,470 @@
+"""Gin and flag plumbing shared by the entry points (train, eval, infer).
+
+Follows t5x's idiom. An entry module defines the flags, wraps its main with
+`run`, and inside main starts the distributed system, then parses gin:
+
+  FLAGS = flags.FLAGS
+  gin_utils.define_flags()
+
+  def main(argv):
+    gin_utils.initialize_distributed(FLAGS.coordinator_address,
+                                     FLAGS.process_count, FLAGS.process_index,
+                                     FLAGS.multiprocess_gpu)
+    gin_utils.parse_gin_flags(
+        gin_utils.gin_search_paths(FLAGS.gin_search_paths), FLAGS.gin_file,
+        FLAGS.gin_bindings)
+    train_using_gin()
+
+  if __name__ == '__main__':
+    gin_utils.run(main)
+
+so that `--gin.NAME=VALUE` works as an override beside `--gin_file` and
+`--gin_bindings`, and the gin files shipped with the package (`gin/` in a
+checkout, installed as `prompt_tuning.gin`) are always on the search path:
+`--gin_file=runs/prompt_tuning.gin` resolves with no `--gin_search_paths`.
+"""
+import importlib.util
+import os
+import pathlib
+import sys
+import tokenize
+from typing import Any, Callable, List, Optional, Sequence, Union
+import uuid
+
+from absl import app
+from absl import flags
+from absl import logging
+import gin
+import jax
+
+if not hasattr(gin, 'parse_config_files_and_bindings'):
+  # The repository's `gin/` folder (the package's config files) shadows
+  # gin-config when the repository root is on sys.path, as it is for
+  # `python -m ...` run from there, if that folder has an __init__.py.
+  raise ImportError(
+      f'The module `gin` was imported from {getattr(gin, "__file__", None)!r}, '
+      'which is not gin-config: that folder shadows it on sys.path. Run from '
+      'another directory, or remove the __init__.py from that folder.')
+
+_GIN_PACKAGE = 'prompt_tuning.gin'
+# What gin raises for a bad binding or file besides OSError: unknown
+# configurable or parameter (ValueError), bad syntax (SyntaxError or
+# tokenize.TokenError), an `import` of a missing module (ImportError).
+_GIN_PARSE_ERRORS = (ValueError, SyntaxError, tokenize.TokenError, ImportError,
+                     TypeError)
+# Environment variables that mark one process of a multi-process launch which
+# `jax.distributed.initialize()` can configure by itself.
+_SLURM_VARS = ('SLURM_JOB_ID', 'SLURM_STEP_NODELIST', 'SLURM_NTASKS',
+               'SLURM_PROCID', 'SLURM_LOCALID')
+_OMPI_VARS = ('OMPI_MCA_orte_hnp_uri', 'OMPI_COMM_WORLD_SIZE')
+_TPU_HOSTS_VARS = ('TPU_PROCESS_ADDRESSES', 'TPU_WORKER_HOSTNAMES')
+
+
+# ---------------------------------------------------------------------------
+# Flags.
+# ---------------------------------------------------------------------------
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines t5x's gin and multi-process flags; call once from an entry module.
+
+  Flags: `--gin_file` (repeated), `--gin_bindings` (repeated),
+  `--gin_search_paths` (comma-separated, default '.'), `--tfds_data_dir`,
+  `--multiprocess_gpu`, `--coordinator_address`, `--process_count`,
+  `--process_index`. `--gin.NAME=VALUE` is not a flag: `run` rewrites it
+  into `--gin_bindings` before parsing.
+
+  Args:
+    flag_values: the registry to define them in (absl's global one by default).
+  """
+  flags.DEFINE_multi_string(
+      'gin_file', default=None,
+      help=('Gin config file, absolute or relative to a --gin_search_paths '
+            'entry or the package gin directory. Repeat it to parse several '
+            'files in order, later ones overriding earlier ones.'),
+      flag_values=flag_values)
+  flags.DEFINE_multi_string(
+      'gin_bindings', default=[],
+      help=('One gin binding, e.g. "MODEL_DIR = \'/tmp/run\'". Applied after '
+            'the gin files, in order. --gin.NAME=VALUE is a shorter spelling.'),
+      flag_values=flag_values)
+  flags.DEFINE_list(
+      'gin_search_paths', default=['.'],
+      help=('Comma-separated directories in which to look up relative '
+            '--gin_file paths (and gin `include`s), first match wins; the '
+            'package gin directory is always searched after them.'),
+      flag_values=flag_values)
+  flags.DEFINE_string(
+      'tfds_data_dir', None,
+      help=('If set, TensorFlow Datasets reads and prepares data in this '
+            'directory for every task, overriding the tasks\' own setting.'),
+      flag_values=flag_values)
+  flags.DEFINE_boolean(
+      'multiprocess_gpu', False,
+      help=('Initialise the JAX distributed system from --coordinator_address, '
+            '--process_count and --process_index (multi-host GPU); unset '
+            'values are detected from the cluster environment.'),
+      flag_values=flag_values)
+  flags.DEFINE_string(
+      'coordinator_address', None,
+      help='IP:port of process 0, on which it serves the JAX coordinator.',
+      flag_values=flag_values)
+  flags.DEFINE_integer(
+      'process_count', None, help='Number of processes in the job.',
+      flag_values=flag_values)
+  flags.DEFINE_integer(
+      'process_index', None,
+      help='Index of this process, in [0, --process_count).',
+      flag_values=flag_values)
+
+
+def rewrite_gin_args(argv: Sequence[str]) -> List[str]:
+  """Rewrites each `--gin.NAME=VALUE` into `--gin_bindings=NAME = VALUE`.
+
+  Only the first '=' separates name and value, so a value may hold '=' and
+  quotes: `--gin.f.s="'a=b'"` becomes `--gin_bindings=f.s = 'a=b'`.
+  Arguments after a bare `--` are positional and left alone.
+
+  Args:
+    argv: command-line arguments, program name first.
+
+  Returns:
+    The arguments with gin overrides rewritten, in the same order.
+
+  Raises:
+    ValueError: for `--gin.NAME` with no '=' (e.g. `--gin.NAME VALUE`, which
+      absl cannot parse) or with an empty NAME; the message quotes the arg.
+  """
+  out = []
+  for i, arg in enumerate(argv):
+    if arg == '--':
+      return out + list(argv[i:])
+    if not arg.startswith('--gin.'):
+      out.append(arg)
+      continue
+    name, sep, value = arg[len('--gin.'):].partition('=')
+    if not sep:
+      raise ValueError(
+          f"Gin override {arg!r} has no '=': write --gin.NAME=VALUE as one "
+          'argument (not --gin.NAME VALUE).')
+    if not name.strip():
+      raise ValueError(f'Gin override {arg!r} names no parameter: expected '
+                       '--gin.NAME=VALUE.')
+    rewritten = f'--gin_bindings={name} = {value}'
+    logging.info('Rewrote %s as %s', arg, rewritten)
+    out.append(rewritten)
+  return out
+
+
+# ---------------------------------------------------------------------------
+# Gin.
+# ---------------------------------------------------------------------------
+
+
+def package_gin_dir() -> str:
+  """Returns the directory of the gin files shipped with the package.
+
+  That is `prompt_tuning.gin` (the repository's `gin/`, see setup.py), found
+  without importing it. Where that name is not importable (`gin/` kept as a
+  plain data folder in an editable install) the checkout's `gin/` beside the
+  package is used.
+
+  Raises:
+    FileNotFoundError: if neither exists.
+  """
+  spec = importlib.util.find_spec(_GIN_PACKAGE)
+  locations = list(spec.submodule_search_locations or []) if spec else []
+  here = pathlib.Path(__file__).resolve().parent
+  candidates = locations + [str(here / 'gin'), str(here.parent / 'gin')]
+  for candidate in candidates:
+    if os.path.isdir(candidate):
+      return os.path.abspath(candidate)
+  raise FileNotFoundError(
+      f'The package gin directory ({_GIN_PACKAGE}) was not found; looked in '
+      f'{candidates}. Reinstall the package (pip install -e .).')
+
+
+def gin_search_paths(user_paths: Optional[Sequence[str]] = None) -> List[str]:
+  """Returns the gin search paths: the user's, then the package gin directory.
+
+  User paths come first so that their files win where relative names clash
+  (as in t5x); duplicates are dropped, keeping the first.
+
+  Args:
+    user_paths: e.g. the value of `--gin_search_paths`.
+
+  Returns:
+    The paths, the package gin directory (absolute, existing) always present.
+  """
+  paths = []
+  for path in list(user_paths or []) + [package_gin_dir()]:
+    if path and path not in paths:
+      paths.append(path)
+  return paths
+
+
+def _shown_binding(binding: str) -> str:
+  """How a binding was most likely written on the command line."""
+  name, sep, value = binding.partition('=')
+  if sep and '\n' not in binding and name.strip():
+    return f'--gin.{name.strip()}={value.strip()}'
+  return f'--gin_bindings={binding!r}'
+
+
+def parse_gin_flags(gin_search_paths: Sequence[str],  # pylint: disable=redefined-outer-name
+                    gin_files: Optional[Sequence[str]],
+                    gin_bindings: Optional[Sequence[str]],
+                    skip_unknown: Union[bool, Sequence[str]] = False,
+                    finalize_config: bool = True) -> None:
+  """Registers search paths, then parses gin files, then bindings, in order.
+
+  Later files and bindings override earlier ones. The resulting config is
+  logged.
+
+  NOTE: gin keeps one process-wide list of search paths, which
+  `gin.clear_config` does not reset; each call appends to it, and the first
+  path holding a relative name wins.
+
+  Args:
+    gin_search_paths: directories in which relative gin file names (and
+      `include`s) are looked up after the working directory; usually
+      `gin_search_paths(FLAGS.gin_search_paths)`.
+    gin_files: gin files, e.g. `FLAGS.gin_file` (may be None).
+    gin_bindings: bindings such as 'f.x = 1', e.g. `FLAGS.gin_bindings`.
+    skip_unknown: ignore bindings of unknown configurables (True), or of those
+      named in the list, instead of raising.
+    finalize_config: lock the config once parsed.
+
+  Raises:
+    FileNotFoundError: a gin file, or a file it includes, cannot be opened;
+      the message names the `--gin_file` and the search paths tried.
+    ValueError: a file or binding names an unknown configurable or parameter,
+      has bad syntax or imports a missing module; the message names the
+      `--gin_file` or the `--gin.NAME=VALUE` at fault and quotes gin's reason.
+  """
+  for path in gin_search_paths:
+    gin.add_config_file_search_path(path)
+  for gin_file in gin_files or []:
+    try:
+      gin.parse_config_file(gin_file, skip_unknown=skip_unknown)
+    except OSError as e:
+      if os.path.isabs(gin_file):
+        tried = [gin_file]
+      else:
+        tried = [os.getcwd()] + [os.path.abspath(p) for p in gin_search_paths]
+      raise FileNotFoundError(
+          f'Could not open a gin file while parsing --gin_file={gin_file}: '
+          f'{e}\nSearch paths tried, in order: {tried}') from e
+    except _GIN_PARSE_ERRORS as e:
+      raise ValueError(f'Invalid gin config in --gin_file={gin_file}: '
+                       f'{type(e).__name__}: {e}') from e
+  # One binding at a time, so that an error names the override at fault.
+  for binding in gin_bindings or []:
+    try:
+      gin.parse_config(binding, skip_unknown=skip_unknown)
+    except _GIN_PARSE_ERRORS as e:
+      raise ValueError(f'Invalid gin binding in {_shown_binding(binding)}: '
+                       f'{type(e).__name__}: {e}') from e
+  if finalize_config:
+    gin.finalize()
+  logging.info('Gin configuration:')
+  for line in gin.config_str().splitlines():
+    logging.info('%s', line)
+
+
+def summarize_gin_config(model_dir: str,
+                         summary_writer: Optional[Any] = None,
+                         step: int = 0,
+                         operative: bool = True) -> Optional[str]:
+  """Writes the gin config to `model_dir/config.gin`, the log and TensorBoard.
+
+  Only process 0 writes; the file is written to a temporary sibling and
+  renamed, so it is never seen half-written. Local paths and gs:// work.
+
+  Args:
+    model_dir: the run directory; created if missing.
+    summary_writer: a clu `MetricWriter`; if given, the config is written as
+      the text summary 'config' (markdown) at `step`.
+    step: the step of the text summary.
+    operative: write `gin.operative_config_str()` (the values the called
+      configurables used) rather than `gin.config_str()` (everything bound).
+
+  Returns:
+    The path written on process 0, None on the other processes.
+  """
+  if jax.process_index() != 0:
+    return None
+  config_str = gin.operative_config_str() if operative else gin.config_str()
+  logging.info('%s gin config:', 'Operative' if operative else 'Full')
+  for line in config_str.splitlines():
+    logging.info('%s', line)
+  path = os.path.join(model_dir, 'config.gin')
+  _atomic_write_text(path, config_str)
+  if summary_writer is not None:
+    summary_writer.write_texts(step, {'config': gin.markdown(config_str)})
+    summary_writer.flush()
+  return path
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+  """Writes `text` to a temporary sibling of `path`, then renames it."""
+  tmp = f'{path}.tmp-{uuid.uuid4().hex[:8]}'
+  if path.startswith('gs://'):
+    from tensorflow.io import gfile  # pylint: disable=g-import-not-at-top
+    gfile.makedirs(os.path.dirname(path))
+    with gfile.GFile(tmp, 'w') as f:
+      f.write(text)
+    gfile.rename(tmp, path, overwrite=True)
+    return
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  try:
+    with open(tmp, 'w') as f:
+      f.write(text)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+# ---------------------------------------------------------------------------
+# Processes.
+# ---------------------------------------------------------------------------
+
+
+def _int_env(name: str) -> int:
+  try:
+    return int(os.environ.get(name, '1'))
+  except ValueError:
+    return 1
+
+
+def _detected_cluster() -> Optional[str]:
+  """Names the multi-process launcher found in the environment, if any."""
+  if all(v in os.environ for v in _SLURM_VARS) and _int_env('SLURM_NTASKS') > 1:
+    return 'slurm'
+  if all(v in os.environ for v in _OMPI_VARS) and _int_env(
+      'OMPI_COMM_WORLD_SIZE') > 1:
+    return 'ompi'
+  for var in _TPU_HOSTS_VARS:
+    hosts = [h for h in os.environ.get(var, '').split(',') if h.strip()]
+    if len(hosts) > 1:
+      return 'tpu'
+  return None
+
+
+def initialize_distributed(coordinator_address: Optional[str] = None,
+                           process_count: Optional[int] = None,
+                           process_index: Optional[int] = None,
+                           multiprocess_gpu: bool = False) -> bool:
+  """Starts the JAX distributed system when this is one of several processes.
+
+  Must run before anything touches a JAX backend (`jax.devices()`, any
+  computation). Cases:
+  - `process_count` is 1: single process, nothing to do.
+  - `multiprocess_gpu`, or any of the three values given (t5x's flags):
+    `jax.distributed.initialize(coordinator_address, process_count,
+    process_index)`; values left None are filled in by JAX from the cluster
+    environment, where it knows one.
+  - otherwise, under a multi-task SLURM step, Open MPI, or a TPU slice whose
+    hosts are listed in TPU_PROCESS_ADDRESSES / TPU_WORKER_HOSTNAMES:
+    `jax.distributed.initialize()`, which detects everything itself.
+  - otherwise: single process, nothing to do. (On a Cloud TPU VM slice without
+    those variables the TPU runtime connects the hosts by itself.)
+
+  NOTE: with several CPU processes, cross-process computations need CPU
+  collectives; JAX 0.10 uses gloo by default. If the configured
+  implementation is None (older JAX), gloo is selected here.
+
+  Args:
+    coordinator_address: 'IP:port' of process 0 (--coordinator_address).
+    process_count: number of processes (--process_count).
+    process_index: index of this process (--process_index).
+    multiprocess_gpu: t5x's --multiprocess_gpu.
+
+  Returns:
+    Whether `jax.distributed.initialize` was called.
+
+  Raises:
+    ValueError: --process_count < 1, or --process_index outside
+      [0, --process_count).
+  """
+  if jax.distributed.is_initialized():
+    logging.info('JAX distributed system already initialised.')
+    return False
+  if process_count is not None and process_count < 1:
+    raise ValueError(f'--process_count={process_count}: expected >= 1.')
+  if process_count is not None and process_index is not None and not (
+      0 <= process_index < process_count):
+    raise ValueError(f'--process_index={process_index}: expected an index in '
+                     f'[0, --process_count={process_count}).')
+  if process_count == 1:
+    logging.info('--process_count=1: single process, no distributed system.')
+    return False
+  explicit = multiprocess_gpu or any(
+      v is not None for v in (coordinator_address, process_count,
+                              process_index))
+  cluster = None if explicit else _detected_cluster()
+  if not explicit and cluster is None:
+    logging.info('Single process: no distributed system needed.')
+    return False
+  if jax.config.jax_cpu_collectives_implementation is None:
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  if explicit:
+    logging.info(
+        'Initialising the JAX distributed system: coordinator_address=%s, '
+        'process_count=%s, process_index=%s', coordinator_address,
+        process_count, process_index)
+    jax.distributed.initialize(coordinator_address, process_count,
+                               process_index)
+  else:
+    logging.info('Initialising the JAX distributed system from the %s '
+                 'environment.', cluster)
+    jax.distributed.initialize()
+  logging.info('JAX process %d of %d.', jax.process_index(),
+               jax.process_count())
+  return True
+
+
+# ---------------------------------------------------------------------------
+# Entry.
+# ---------------------------------------------------------------------------
+
+
+def _hide_gpus_from_tensorflow() -> None:
+  """Keeps tf.data (seqio, TFDS) off the GPUs, whose memory JAX needs."""
+  if os.environ.get('CUDA_VISIBLE_DEVICES', None) in ('', '-1'):
+    return  # No GPU is visible; spare the TensorFlow import.
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except RuntimeError as e:  # TensorFlow had already set its devices up.
+    logging.warning('Could not hide GPUs from TensorFlow: %s', e)
+
+
+def _parse_flags(argv: Sequence[str]) -> List[str]:
+  """absl flags parser that first rewrites `--gin.NAME=VALUE` arguments."""
+  try:
+    argv = rewrite_gin_args(argv)
+  except ValueError as e:
+    # The same report and exit status as absl's own flag errors.
+    sys.stderr.write(f'FATAL Flags parsing error: {e}\n')
+    sys.exit(1)
+  return app.parse_flags_with_usage(argv)
+
+
+def run(main: Callable[[Sequence[str]], Any]) -> None:
+  """Runs `main` like `absl.app.run`, accepting `--gin.NAME=VALUE` overrides.
+
+  Hides GPUs from TensorFlow and lets `--jax_*` flags set JAX's config first.
+  Errors raised by `main` (e.g. from `parse_gin_flags`) end the program with
+  a non-zero status.
+
+  Args:
+    main: the entry's main, called with the remaining positional arguments.
+  """
+  _hide_gpus_from_tensorflow()
+  jax.config.parse_flags_with_absl()
+  app.run(main, flags_parser=_parse_flags)
