@@ -468,3 +468,26 @@ def run(main: Callable[[Sequence[str]], Any]) -> None:
   _hide_gpus_from_tensorflow()
   jax.config.parse_flags_with_absl()
   app.run(main, flags_parser=_parse_flags)
+
+
+def configure_from_flags(argv: Sequence[str]) -> None:
+  """What every entry point's `main` does first, from the flags defined by
+  `define_flags`: INFO logging (unless -v was given), the distributed system,
+  the TFDS data dir, then the gin files and bindings.
+
+  Raises:
+    app.UsageError: positional arguments were given.
+  """
+  flag_values = flags.FLAGS
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected positional arguments: {argv[1:]}')
+  if flag_values['verbosity'].using_default_value:
+    logging.set_verbosity(logging.INFO)
+  initialize_distributed(flag_values.coordinator_address,
+                         flag_values.process_count, flag_values.process_index,
+                         flag_values.multiprocess_gpu)
+  if flag_values.tfds_data_dir:
+    import seqio  # pylint: disable=g-import-not-at-top
+    seqio.set_tfds_data_dir_override(flag_values.tfds_data_dir)
+  parse_gin_flags(gin_search_paths(flag_values.gin_search_paths),
+                  flag_values.gin_file, flag_values.gin_bindings)

@@ -22,8 +22,7 @@ gin_utils.define_flags()
 def main(argv):
   gin_utils.configure_from_flags(argv)
   count = gin.get_configurable(inference.infer)()
-  print(f'wrote {count} lines to '
-        f'{gin_utils.resolve(gin.query_parameter("inference.infer.output_file"))}')
+  print(f'wrote {count} lines to {gin.query_parameter("%INFER_OUTPUT_FILE")}')
 
 
 if __name__ == '__main__':

@@ -25,8 +25,7 @@ gin_utils.define_flags()
 def main(argv):
   gin_utils.configure_from_flags(argv)
   result = gin.get_configurable(trainer.train)()
-  model_dir = gin.query_parameter('trainer.train.model_dir')
-  gin_utils.summarize_gin_config(str(gin_utils.resolve(model_dir)))
+  gin_utils.summarize_gin_config(gin.query_parameter('%MODEL_DIR'))
   print(f'trained to step {result.step}; train loss/token '
         f'{result.metrics.get("loss_per_token", float("nan")):.4f}')
   for record in result.eval_history:
