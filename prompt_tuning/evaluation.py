@@ -120,7 +120,7 @@ def _place(batch: Dict[str, np.ndarray], mesh) -> Dict[str, Any]:
 
 
 def _jit(fn: Callable[..., Any], mesh, rules) -> Callable[..., Any]:
-  """jax.jit of `fn`; with a mesh, traced under its rules, outputs replicated."""
+  """jax.jit of `fn`; with a mesh: traced under its rules, replicated out."""
   if mesh is None:
     return jax.jit(fn)
   rules = rules if rules is not None else (
@@ -250,9 +250,12 @@ def make_predict_fn(model: Any,
 
   Returns:
     `predict_fn(dataset, params, *, prompt=None, rng=None,
-    description='predict') -> [(index, token ids [L])]`, one pair per example
-    of `dataset` in its order, ids as python ints (EOS then zeros). `rng`
-    (default PRNGKey(0)) is folded with the batch number for sampling.
+    description='predict', with_aux=False) -> [(index, token ids [L])]`, one
+    pair per example of `dataset` in its order, ids as python ints (EOS then
+    zeros). `rng` (default PRNGKey(0)) is folded with the batch number for
+    sampling. With `with_aux` it returns seqio's predict-with-aux form,
+    `(that list, {'scores': [score of the returned decode]})`, from a second
+    compilation made on first use.
 
   Raises:
     ValueError: on an unknown decode argument or a bad batch size.
@@ -265,21 +268,32 @@ def make_predict_fn(model: Any,
     return model.predict_batch(params, batch, rng, prompt=prompt,
                                **decode_kwargs)
 
-  jitted = _jit(predict, mesh, rules)
+  def predict_with_scores(params, batch, rng, prompt):
+    # [B, T] -> ([B, L], [B])
+    return model.predict_batch(params, batch, rng, prompt=prompt,
+                               return_scores=True, **decode_kwargs)
+
+  jitted = {False: _jit(predict, mesh, rules),
+            True: _jit(predict_with_scores, mesh, rules)}
 
   def predict_fn(dataset: tf.data.Dataset, params: PyTree, *,
                  prompt: Optional[Array] = None, rng: Optional[Array] = None,
-                 description: str = 'predict'
-                ) -> List[Tuple[int, List[int]]]:
+                 description: str = 'predict', with_aux: bool = False):
     rng = jax.random.PRNGKey(0) if rng is None else rng
-    compute = lambda batch, i: jitted(params, batch,
-                                      jax.random.fold_in(rng, i), prompt)
-    indices, tokens = run_batches(dataset, compute, batch_size, mesh=mesh,
-                                  description=description,
-                                  log_every=log_every)
-    if tokens is None:
-      return []
-    return [(int(i), row.tolist()) for i, row in zip(indices, tokens)]
+    fn = jitted[bool(with_aux)]
+    compute = lambda batch, i: fn(params, batch, jax.random.fold_in(rng, i),
+                                  prompt)
+    indices, outputs = run_batches(dataset, compute, batch_size, mesh=mesh,
+                                   description=description,
+                                   log_every=log_every)
+    if outputs is None:
+      pairs, scores = [], []
+    else:
+      tokens, scores = outputs if with_aux else (outputs, None)
+      pairs = [(int(i), row.tolist()) for i, row in zip(indices, tokens)]
+    if with_aux:
+      return pairs, {'scores': [float(x) for x in scores]}
+    return pairs
 
   return predict_fn
 
@@ -522,9 +536,9 @@ class Evaluator:
     EVAL_DIR/metrics.jsonl     {"step": ..., "task": ..., "metrics": {...}}
 
   EVAL_DIR is `eval_dir`, else `model_dir`/eval; with neither, metrics are
-  only logged. Tasks with score metrics are also scored (`make_score_fn`);
-  in mode 'rank', predict-with-aux metrics get the label log-likelihoods
-  `[C]` of each example as aux value 'scores'.
+  only logged. Tasks with score metrics are also scored (`make_score_fn`).
+  Predict-with-aux metrics get aux value 'scores': the decode's score in mode
+  'decode', the `[C]` label log-likelihoods in mode 'rank'.
 
     evaluator = Evaluator(model, 'glue_rte_v200', split='validation',
                           feature_lengths={'inputs': 512, 'targets': 8},
@@ -623,10 +637,6 @@ class Evaluator:
             f'{name!r} has no task with a {split!r} split and metric '
             'functions; expected at least one to evaluate.')
       for task in evaluator.eval_tasks:
-        if mode == 'decode' and task.predict_with_aux_metric_fns:
-          raise ValueError(
-              f'task {task.name!r} has predict-with-aux metrics, which only '
-              "eval mode 'rank' provides (aux 'scores'); got mode 'decode'.")
         if any(task.name == t for _, t in self._task_of_dataset):
           raise ValueError(f'task {task.name!r} is in more than one of '
                            f'{names}; expected each task once.')
@@ -703,9 +713,12 @@ class Evaluator:
 
     def predict_with_aux_fn(dataset):
       task = self._task_name(dataset)
-      return self._predict_fns[task](
-          dataset, params, prompt=prompt, with_aux=True,
-          description=f'{task} ({self.split}, step {step})')
+      description = f'{task} ({self.split}, step {step}, with aux)'
+      if self.mode == 'decode':
+        return self._predict_fns[task](dataset, params, prompt=prompt, rng=rng,
+                                       description=description, with_aux=True)
+      return self._predict_fns[task](dataset, params, prompt=prompt,
+                                     description=description, with_aux=True)
 
     def score_fn(dataset):
       task = self._task_name(dataset)
@@ -717,8 +730,7 @@ class Evaluator:
       future, _ = evaluator.evaluate(
           compute_metrics=True, step=int(step), predict_fn=predict_fn,
           score_fn=score_fn,
-          predict_with_aux_fn=(predict_with_aux_fn if self.mode == 'rank'
-                               else None))
+          predict_with_aux_fn=predict_with_aux_fn)
       for task, task_metrics in future.result().items():
         results[task] = self._write(task, task_metrics, int(step))
     return results
@@ -930,3 +942,45 @@ class BestCheckpointTracker:
       _write_text_atomic(self.json_path,
                          json.dumps(record, indent=2, sort_keys=True) + '\n')
     return True
+
+
+# The learned prompt's name in the parameter tree ('/'-joined), as in t5x.
+PROMPT_PARAM = 'encoder/prompt/prompt/prompt'
+
+
+def _lookup(tree: PyTree, name: str) -> Optional[Any]:
+  """The leaf at '/'-joined `name` in nested mappings, or None."""
+  node = tree
+  for key in name.split('/'):
+    if not isinstance(node, Mapping) or key not in node:
+      return None
+    node = node[key]
+  return node
+
+
+def make_train_evaluator(evaluator: Evaluator,
+                         tracker: Optional[BestCheckpointTracker] = None,
+                         prompt_param: str = PROMPT_PARAM
+                        ) -> Callable[[int, PyTree, PyTree], AllMetrics]:
+  """The periodic-validation callback of `trainer.train(evaluator=...)`.
+
+  Args:
+    evaluator: evaluates the full parameter tree.
+    tracker: if given, updated with each evaluation and the prompt found at
+      `prompt_param` in the trainable parameters (None if absent, e.g. model
+      tuning: then only best_prompt.json is written).
+    prompt_param: '/'-joined name of the prompt parameter.
+
+  Returns:
+    `fn(step, params, trainable) -> {task: {metric: float}}`.
+  """
+
+  def run(step: int, params: PyTree, trainable: PyTree) -> AllMetrics:
+    results = evaluator.evaluate(params, step)
+    if tracker is not None:
+      prompt = _lookup(trainable, prompt_param)
+      tracker.update(step, results,
+                     None if prompt is None else jax.device_get(prompt))
+    return results
+
+  return run

@@ -7,6 +7,7 @@ with a `ByteVocabulary` (token = byte + 3, EOS = 1).
 """
 import collections
 import dataclasses
+import functools
 import json
 import os
 import uuid
@@ -37,7 +38,8 @@ class FakeModel:
   """`EncoderDecoderModel`'s methods on simple rules.
 
   predict_batch: the target for inputs starting with 'e', else 'zz' + EOS;
-    with `echo`, the encoder input times params['scale'] instead.
+    with `echo`, the encoder input times params['scale'] instead. Its score
+    is the first input token.
   score_batch: the number of target tokens (sum of loss weights) times
     params['scale'].
   rank_classify: minus the distance between each label's and each input's
@@ -53,18 +55,24 @@ class FakeModel:
 
   def predict_batch(self, params, batch, rng=None, *, method='greedy',
                     num_decodes=1, temperature=1.0, topk=0, topp=0.0,
-                    alpha=0.6, max_decode_length=None, prompt=None):
+                    alpha=0.6, max_decode_length=None, prompt=None,
+                    return_scores=False):
     del rng, method, num_decodes, temperature, topk, topp, alpha, prompt
-    self.traces['predict'] += 1
+    self.traces['predict_with_scores' if return_scores else 'predict'] += 1
     inputs = batch['encoder_input_tokens']
     if self.echo:
-      return (inputs * params['scale']).astype(jnp.int32)
-    targets = batch['decoder_target_tokens']
-    length = max_decode_length or targets.shape[1]
-    garbage = jnp.zeros((inputs.shape[0], length), jnp.int32)
-    garbage = garbage.at[:, :2].set(_byte('z')).at[:, 2].set(VOCAB.eos_id)
-    keep = (inputs[:, 0] == _byte('e'))[:, None]
-    return jnp.where(keep, targets[:, :length], garbage)
+      tokens = (inputs * params['scale']).astype(jnp.int32)
+    else:
+      targets = batch['decoder_target_tokens']
+      length = max_decode_length or targets.shape[1]
+      garbage = jnp.zeros((inputs.shape[0], length), jnp.int32)
+      garbage = garbage.at[:, :2].set(_byte('z')).at[:, 2].set(VOCAB.eos_id)
+      keep = (inputs[:, 0] == _byte('e'))[:, None]
+      tokens = jnp.where(keep, targets[:, :length], garbage)
+    # Scores: the first input token.
+    if return_scores:
+      return tokens, inputs[:, 0].astype(jnp.float32)
+    return tokens
 
   def score_batch(self, params, batch, prompt=None):
     del prompt
@@ -427,3 +435,110 @@ def test_progress_is_logged_every_n_batches(caplog):
   assert [line.split(':')[1].split(',')[0].strip() for line in lines[:2]] == [
       '4/9 examples', '8/9 examples']
   assert 'progress check: 9 examples in' in lines[-1]
+
+
+@pytest.mark.parametrize('mode', ['decode', 'rank'])
+def test_aux_metrics_get_the_scores(register_task, mode):
+  def mean_aux_score(targets, predictions, aux_values):
+    del targets, predictions
+    return {'mean_aux_score': float(np.mean(aux_values['scores']))}
+
+  examples = [('e0', 'positive'), ('n1', 'negative'), ('p2', 'positive')]
+  task = register_task(examples, [mean_aux_score])
+  model = FakeModel()
+  results = evaluation.evaluate(model, PARAMS, task, feature_lengths=LENGTHS,
+                                batch_size=2, mode=mode, label_strings=LABELS)
+  first = np.array([_byte(x[0]) for x, _ in examples], np.float32)
+  if mode == 'decode':
+    expected = first.mean()  # the fake decode's score
+  else:  # mean over examples and labels of -|first letters' distance|
+    labels = np.array([_byte(label[0]) for label in LABELS], np.float32)
+    expected = -np.abs(first[:, None] - labels[None, :]).mean()
+  assert results[task]['mean_aux_score'] == pytest.approx(float(expected))
+
+
+def test_train_evaluator_tracks_the_best_prompt(register_task, tmp_path):
+  task = _classification_task(register_task, _even_odd_examples(4))
+  evaluator = evaluation.Evaluator(FakeModel(), task, feature_lengths=LENGTHS,
+                                   batch_size=2, model_dir=str(tmp_path))
+  tracker = evaluation.BestCheckpointTracker(str(tmp_path))
+  callback = evaluation.make_train_evaluator(evaluator, tracker)
+  prompt = np.arange(6, dtype=np.float32).reshape(2, 3)
+  trainable = {'encoder': {'prompt': {'prompt': {'prompt': prompt}}}}
+  results = callback(7, PARAMS, trainable)
+  evaluator.close()
+  assert results == {task: {'accuracy': pytest.approx(50.0)}}
+  record, saved = _read_best(str(tmp_path))
+  assert (record['step'], record['score']) == (7, 50.0)
+  np.testing.assert_array_equal(saved, prompt)
+
+
+# ------------------------------------------------------------------------------
+# With the real model (a tiny T5 with random weights).
+# ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def tiny_model_and_params():
+  from prompt_tuning import models  # pylint: disable=g-import-not-at-top
+  from prompt_tuning import t5  # pylint: disable=g-import-not-at-top
+  config = t5.T5Config(vocab_size=VOCAB.vocab_size, emb_dim=13, num_heads=3,
+                       head_dim=5, mlp_dim=11, num_encoder_layers=1,
+                       num_decoder_layers=1, relative_attention_num_buckets=8,
+                       relative_attention_max_distance=16, dropout_rate=0.0)
+  model = models.EncoderDecoderModel(
+      module=t5.Transformer(config, prompt_length=2), input_vocabulary=VOCAB,
+      output_vocabulary=VOCAB)
+  params = partitioning.unbox(jax.jit(model.init)(jax.random.PRNGKey(0)))
+  return model, params
+
+
+def _input_batch(n, length=6, seed=0):
+  rng = np.random.default_rng(seed)
+  tokens = rng.integers(3, VOCAB.vocab_size, size=(n, length)).astype(np.int32)
+  tokens[:, -1] = 0  # padding
+  return tokens
+
+
+def test_real_model_rank_matches_the_best_score(tiny_model_and_params):
+  model, params = tiny_model_and_params
+  labels = ('ab', 'cd', 'ef', 'gh')  # equal lengths: no label wins by length
+  inputs = _input_batch(7)
+  predict_fn = evaluation.rank_classification_predict_fn(model, labels,
+                                                         batch_size=2)
+  dataset = tf.data.Dataset.from_tensor_slices(
+      {'encoder_input_tokens': inputs}).enumerate()
+  predicted = [VOCAB.decode(row) for _, row in predict_fn(dataset, params)]
+
+  # The same choice from score_batch with each label as the target.
+  label_ids = evaluation.label_token_ids(VOCAB, labels)
+  score = jax.jit(model.score_batch)
+  scores = []
+  for row in label_ids:
+    targets = np.tile(row, (len(inputs), 1))
+    batch = {'encoder_input_tokens': inputs, 'decoder_target_tokens': targets,
+             'decoder_input_tokens': np.pad(targets[:, :-1], ((0, 0), (1, 0))),
+             'decoder_loss_weights': (targets > 0).astype(np.int32)}
+    scores.append(np.asarray(score(params, batch)))
+  expected = [labels[c] for c in np.argmax(np.stack(scores, -1), -1)]
+  assert len(set(expected)) > 1  # the inputs do not all pick one label
+  assert predicted == expected
+
+
+def test_real_model_decodes_the_same_in_padded_batches(tiny_model_and_params):
+  model, params = tiny_model_and_params
+  inputs = _input_batch(5, seed=1)
+  targets = np.zeros((5, 4), np.int32)
+  features = {'encoder_input_tokens': inputs, 'decoder_input_tokens': targets,
+              'decoder_target_tokens': targets,
+              'decoder_loss_weights': targets}
+  dataset = tf.data.Dataset.from_tensor_slices(features).enumerate()
+  predict_fn = evaluation.make_predict_fn(model, {'method': 'greedy'},
+                                          batch_size=2)
+  outputs, aux = predict_fn(dataset, params, with_aux=True)
+  # One batch of all 5, no padding.
+  whole, scores = jax.jit(functools.partial(model.predict_batch,
+                                            return_scores=True))(params,
+                                                                 features)
+  assert [row for _, row in outputs] == np.asarray(whole).tolist()
+  np.testing.assert_allclose(aux['scores'], scores, rtol=1e-5)
