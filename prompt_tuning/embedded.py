@@ -6,7 +6,7 @@ marked by its text prefix), and stored as a t5x checkpoint under
 `prompt_tuning/data/embedded_t5/`. The main job prompt-tunes it on one task
 of the suite *without* the prefix (`taskless_offline_<task>`), offline.
 
-Regenerate it (about 10 minutes on 2 CPU cores):
+Regenerate it (a few minutes on 2 CPU cores):
 
     python -m prompt_tuning.embedded --model_dir=/tmp/embedded_pretrain
 
