@@ -115,7 +115,7 @@ def train_step(model: models.EncoderDecoderModel,
   (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
   updates, opt_state = optimizer.update(grads, opt_state, trainable)
   trainable = optax.apply_updates(trainable, updates)
-  metrics['grad_norm'] = optax.global_norm(grads)
+  metrics['grad_norm'] = optax.tree.norm(grads)
   return trainable, opt_state, metrics
 
 
