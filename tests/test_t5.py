@@ -1,4 +1,6 @@
 """Behaviour of the T5 1.1 network: names, shapes, masks, prompts, decoding."""
+import functools
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -25,8 +27,16 @@ def _flat(tree):
   return flax.traverse_util.flatten_dict(tree, sep='/')
 
 
-def _apply(config, params, *args, **kwargs):
-  return t5.Transformer(config).apply({'params': params}, *args, **kwargs)
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _jitted_apply(config, params, args, kwargs, enable_dropout, rngs):
+  return t5.Transformer(config).apply({'params': params}, *args,
+                                      enable_dropout=enable_dropout, rngs=rngs,
+                                      **kwargs)
+
+
+def _apply(config, params, *args, enable_dropout=False, rngs=None, **kwargs):
+  # Jitted: compiling once per shape is much faster than op-by-op execution.
+  return _jitted_apply(config, params, args, kwargs, enable_dropout, rngs)
 
 
 @pytest.mark.parametrize('size', sorted(PAPER_TOTAL_PARAMS))
