@@ -135,3 +135,22 @@ def test_sigkill_then_restart_ends_with_the_uninterrupted_prompt(tmp_path):
   _run(_short_run(tmp_path / 'straight'))
   np.testing.assert_array_equal(np.load(killed_dir / prompt),
                                 np.load(tmp_path / 'straight' / prompt))
+
+
+@pytest.mark.parametrize('override, message', [
+    ("--gin.INITIAL_CHECKPOINT_PATH='/nonexistent/checkpoint_1'",
+     'INITIAL_CHECKPOINT_PATH /nonexistent/checkpoint_1 does not exist'),
+    ("--gin.MIXTURE_OR_TASK_NAME='taskless_offline_topik'",
+     "Unknown task or mixture 'taskless_offline_topik'"),
+    ('--gin.trainer.train.no_such_setting=1', 'no_such_setting'),
+])
+def test_bad_input_exits_non_zero_naming_the_cause(tmp_path, override,
+                                                   message):
+  result = subprocess.run(
+      [sys.executable, '-m', 'prompt_tuning.train',
+       '--gin_file=embedded/prompt_tune.gin',
+       f"--gin.MODEL_DIR='{tmp_path}'", override],
+      capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode != 0
+  assert message in result.stderr
+  assert not (tmp_path / 'numpy_checkpoints').exists()
