@@ -14,13 +14,13 @@ import contextlib
 import dataclasses
 import os
 import re
+import shutil
 import time
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 import flax
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -200,7 +200,6 @@ class TrainStateCheckpointer:
     data_root = os.path.join(self._dir, 'data')
     for name in os.listdir(data_root):
       if int(name.split('_')[1]) not in kept:
-        import shutil  # pylint: disable=g-import-not-at-top
         shutil.rmtree(os.path.join(data_root, name), ignore_errors=True)
 
   def restore(self, step: int, abstract_state: PyTree, data_checkpoint
@@ -236,8 +235,12 @@ def load_initial_params(model: models.EncoderDecoderModel,
     to_init = set(flat_abstract)
   else:
     rules = [(re.compile(p), r) for p, r in assignment_map]
-    to_init = {n for n in flat_abstract
-               if any(p.fullmatch(n) and r is None for p, r in rules)}
+
+    def first_rule(name):
+      # t5x semantics, as in `checkpoints.load_t5x`: the first match wins.
+      return next((r for p, r in rules if p.fullmatch(name)), '')
+
+    to_init = {n for n in flat_abstract if first_rule(n) is None}
   flat_shardings = _flat(shardings)
 
   def init_subset(key):

@@ -226,3 +226,24 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
   np.testing.assert_array_equal(
       np.load(model_dir / 'numpy_checkpoints' / 'checkpoint_3' /
               'encoder.prompt.prompt.prompt.npy'), good)
+
+
+def test_assignment_map_first_matching_rule_wins(tmp_path, frozen_checkpoint):
+  """A parameter renamed by an earlier rule is loaded, not initialised."""
+  path, params = frozen_checkpoint
+  model = _model(params, prompt_length=0)
+  abstract = flax.core.meta.unbox(jax.eval_shape(model.init,
+                                                 jax.random.PRNGKey(0)))
+  setup = trainer.setup_model(
+      model, path, assignment_map=[
+          (r'encoder/encoder_norm/scale', r'decoder/decoder_norm/scale'),
+          (r'encoder/.*_norm/scale', None)], seed=0)
+  loaded = _flat(setup.params)
+  np.testing.assert_array_equal(loaded['encoder/encoder_norm/scale'],
+                                params['decoder']['decoder_norm']['scale'])
+  # The second rule applies to the other encoder norms: freshly initialised
+  # (T5 initialises norm scales to one).
+  np.testing.assert_array_equal(
+      loaded['encoder/layers_0/pre_mlp_layer_norm/scale'],
+      np.ones_like(params['encoder']['layers_0']['pre_mlp_layer_norm']['scale']))
+  assert set(loaded) == set(_flat(abstract))
