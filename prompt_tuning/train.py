@@ -24,8 +24,12 @@ gin_utils.define_flags()
 
 def main(argv):
   gin_utils.configure_from_flags(argv)
+  model_dir = gin.query_parameter('%MODEL_DIR')
+  # The full config first (a failed run still has it), the operative one
+  # (what was actually used) once training is done.
+  gin_utils.summarize_gin_config(model_dir, operative=False)
   result = gin.get_configurable(trainer.train)()
-  gin_utils.summarize_gin_config(gin.query_parameter('%MODEL_DIR'))
+  gin_utils.summarize_gin_config(model_dir)
   print(f'trained to step {result.step}; train loss/token '
         f'{result.metrics.get("loss_per_token", float("nan")):.4f}')
   for record in result.eval_history:
