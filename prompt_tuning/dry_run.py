@@ -32,8 +32,9 @@ weights, and stops there:
 
 It prints one table row per distinct estimate and exits non-zero if any config
 failed, naming it and the reason. One process handles a whole sweep: after the
-first config, a config costs a gin parse (~20 ms) and, for a model not seen
-yet, one `eval_shape`.
+first config, a config costs a gin parse (tens of milliseconds) and, for a
+setting not seen yet, the shapes and the estimate (a model of a new size is
+traced once at full depth; another prompt length of it, at one layer).
 
 Target mesh: `--mesh=data:D,model:M`, or `--num_devices=N` with the model axis
 from `--num_partitions` or, by default, the config's
@@ -53,6 +54,7 @@ import shlex
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from absl import app
 from absl import flags
 from absl import logging
 import flax
@@ -297,11 +299,11 @@ def _unflat(flat: Mapping[str, Any]) -> Dict[str, Any]:
   return flax.traverse_util.unflatten_dict(dict(flat), sep='/')
 
 
-def _eval_shape_init(module: Any, seed: int) -> PyTree:
-  from prompt_tuning import models  # pylint: disable=g-import-not-at-top
-  model = models.EncoderDecoderModel(module)
+def _eval_shape_init(model: Any, module: Any, seed: int) -> PyTree:
+  """`jax.eval_shape(model.init)` with `module` in place of the model's, and
+  the init key `trainer.setup_model` uses."""
   rng = jax.random.split(jax.random.PRNGKey(seed))[0]
-  return jax.eval_shape(model.init, rng)
+  return jax.eval_shape(dataclasses.replace(model, module=module).init, rng)
 
 
 def abstract_params(model: Any, cache: Optional[Dict[Any, PyTree]] = None,
@@ -327,37 +329,39 @@ def abstract_params(model: Any, cache: Optional[Dict[Any, PyTree]] = None,
   """
   module = _without_file_reads(model.module)
   if cache is None:
-    return _eval_shape_init(module, seed)
+    return _eval_shape_init(model, module, seed)
   config = getattr(module, 'config', None)
   length = getattr(module, 'prompt_length', None)
   if config is None or length is None:
     key = ('module', repr(module))
     if key not in cache:
-      cache[key] = _eval_shape_init(module, seed)
+      cache[key] = _eval_shape_init(model, module, seed)
     return cache[key]
-  full_key = ('full', config, length)
+  kind = (type(model).__name__, type(module).__name__)
+  full_key = ('full', kind, config, length)
   if full_key in cache:
     return cache[full_key]
-  base = next((k for k in cache if k[0] == 'full' and k[1] == config), None)
+  base = next((k for k in cache
+               if k[0] == 'full' and k[1] == kind and k[2] == config), None)
   if base is None:
-    cache[full_key] = _eval_shape_init(module, seed)
+    cache[full_key] = _eval_shape_init(model, module, seed)
     return cache[full_key]
   shallow_config = dataclasses.replace(config, num_encoder_layers=1,
                                        num_decoder_layers=1)
 
   def shallow(prompt_length):
-    key = ('shallow', shallow_config, prompt_length)
+    key = ('shallow', kind, shallow_config, prompt_length)
     if key not in cache:
-      cache[key] = _flat(_eval_shape_init(module.clone(
+      cache[key] = _flat(_eval_shape_init(model, module.clone(
           config=shallow_config, prompt_length=prompt_length), seed))
     return cache[key]
 
-  old, new = shallow(base[2]), shallow(length)
+  old, new = shallow(base[3]), shallow(length)
   changed = {n for n in set(old) | set(new)
              if n not in old or n not in new or
              _leaf_signature(old[n]) != _leaf_signature(new[n])}
   if any(re.search(r'(^|/)layers_\d+/', n) for n in changed):
-    cache[full_key] = _eval_shape_init(module, seed)
+    cache[full_key] = _eval_shape_init(model, module, seed)
     return cache[full_key]
   flat = {n: v for n, v in _flat(cache[base]).items() if n not in changed}
   flat.update({n: new[n] for n in changed if n in new})
@@ -729,7 +733,7 @@ def format_table(estimates: Sequence[MemoryEstimate]) -> str:
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise flags.Error(f'unexpected positional arguments: {argv[1:]}')
+    raise app.UsageError(f'unexpected positional arguments: {argv[1:]}')
   flag_values = flags.FLAGS
   # The per-config gin dump and gin's search-path misses would bury the table.
   if flag_values['verbosity'].using_default_value:

@@ -3,7 +3,9 @@
 The scripts run as they would for a user (bash, DRY_RUN=1). To keep this
 fast, the paper and platform scripts append their configs to one shared sweep
 file (DRY_RUN_SWEEP) and one `python -m prompt_tuning.dry_run` process checks
-them all; two more runs check the paths that call the dry run themselves.
+them all; one more checks a paper script's own dry run end to end. Real-mode
+launches run against stand-ins for python, gcloud, sbatch and srun, which
+only show the arguments that would reach `prompt_tuning.train`.
 """
 import ast
 import os
@@ -201,6 +203,72 @@ def test_platform_launcher_alone_calls_the_dry_run(tmp_path):
   assert args == ['-m', 'prompt_tuning.dry_run', '--num_devices=32'] + (
       SMALL_CONFIG)
   assert "ssh pod --zone=zone --worker=all" in result.stdout
+
+
+def _fake_tools(directory):
+  """Stand-ins for python, gcloud, sbatch and srun that run no job: python
+  prints its arguments one a line; the others run the command they carry."""
+  tools = {
+      'python': 'for a in "$@"; do echo "ARG $a"; done',
+      'gcloud': ('for a in "$@"; do case "$a" in --command=*) '
+                 'exec bash -c "${a#--command=}";; esac; done; exit 3'),
+      'sbatch': ('for a in "$@"; do case "$a" in --wrap=*) '
+                 'exec bash -c "${a#--wrap=}";; esac; done; exit 3'),
+      'srun': 'while [ "${1#-}" != "$1" ]; do shift; done; exec "$@"',
+  }
+  for name, body in tools.items():
+    path = directory / name
+    path.write_text(f'#!/bin/bash\n{body}\n')
+    path.chmod(0o755)
+
+
+@pytest.mark.parametrize('platform,extra,env', [
+    ('local', [], {}),
+    ('slurm', ['--multiprocess_gpu'], {}),  # sbatch
+    ('slurm', ['--multiprocess_gpu'], {'SLURM_JOB_ID': '7'}),  # srun
+    ('tpu_vm', [], {}),
+    ('tpu_pod', [], {}),
+])
+def test_platform_launchers_pass_arguments_intact(tmp_path, platform, extra,
+                                                  env):
+  _fake_tools(tmp_path)
+  python = str(tmp_path / 'python')
+  result = _bash(f'{platform}.sh', *SMALL_CONFIG, '--num_devices=16',
+                 '--name=a/b', DRY_RUN='0', PYTHON=python, **env,
+                 REMOTE_PYTHON=python, REMOTE_REPO_DIR=str(tmp_path),
+                 TPU_NAME='tpu', TPU_ZONE='zone',
+                 SLURM_LOG_DIR=str(tmp_path / 'logs'),
+                 PATH=f'{tmp_path}:{os.environ["PATH"]}')
+  assert result.returncode == 0, result.stderr
+  args = [l[4:] for l in result.stdout.splitlines() if l.startswith('ARG ')]
+  assert args == ['-m', 'prompt_tuning.train'] + extra + SMALL_CONFIG
+
+
+def test_paper_script_runs_each_config_on_its_platform(tmp_path):
+  _fake_tools(tmp_path)
+  result = _bash('table2.sh', DRY_RUN='0', PYTHON=str(tmp_path / 'python'),
+                 OUTPUT_DIR='gs://bucket/runs', SEEDS='1', METHODS='prompt',
+                 DIRECTIONS='qqp_to_mrpc', CHECKPOINT_DIR='/ckpt',
+                 DATA_DIR='/tfds', EXTRA_ARGS="--gin.TRAIN_STEPS=10 "
+                 "--gin.EVAL_PERIOD=5")
+  assert result.returncode == 0, result.stderr
+  args = [l[4:] for l in result.stdout.splitlines() if l.startswith('ARG ')]
+  assert args == [
+      '-m', 'prompt_tuning.train',
+      '--gin_file=models/t5_1_1_xxl_prompt.gin',
+      '--gin_file=prompts/from_class_labels.gin',
+      "--gin.CLASS_LABELS=['not_equivalent', 'equivalent']",
+      '--gin_file=runs/prompt_finetune.gin',
+      '--gin_file=models/pretrained/t5_1_1_lm100k_xxl.gin',
+      "--gin.INITIAL_CHECKPOINT_PATH='/ckpt/t5_1_1_lm100k_xxl/"
+      "checkpoint_1100000'",
+      "--gin.MODEL_DIR='gs://bucket/runs/paraphrase/xxl/"
+      "prompt_lm100k_class_labels_len100/qqp_to_mrpc/seed1'",
+      "--gin.MIXTURE_OR_TASK_NAME='taskless_glue_qqp_to_mrpc_v002'",
+      "--gin.TASK_FEATURE_LENGTHS={'inputs': 512, 'targets': 8}",
+      '--gin.PROMPT_LENGTH=100', '--gin.SEED=1', '--gin.NUM_PARTITIONS=8',
+      "--gin.ACTIVATION_DTYPE='bfloat16'", '--tfds_data_dir=/tfds',
+      '--gin.TRAIN_STEPS=10', '--gin.EVAL_PERIOD=5']
 
 
 def test_paper_script_rejects_unknown_flags_and_sizes():
