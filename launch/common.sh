@@ -246,9 +246,12 @@ checkpoint_gin() {
 
 # Default target hardware per size: the paper's (appendix A.1): Small and
 # Base on 4 TPU v2 chips (8 cores of 8 GiB), larger models on 16 TPU v3 chips
-# (32 cores of 16 GiB). The model axis is the smallest that fits the dry run's
-# estimate there (see the README). NUM_DEVICES, NUM_PARTITIONS and
-# DEVICE_MEMORY_GIB override them for every size.
+# (32 cores of 16 GiB). For prompt tuning the model axis is the one with the
+# lowest estimate of the dry run there: it fits up to XL; XXL comes to about
+# 16 GiB per core (data 4 x model 8). The paper gives no hardware for model
+# tuning; at its batch (runs/model_tuning*.gin) the larger sizes need more
+# devices than these (the dry run says how many fit). NUM_DEVICES,
+# NUM_PARTITIONS and DEVICE_MEMORY_GIB override them for every size.
 default_num_devices() {
   case "$1" in small|base) echo 8 ;; *) echo 32 ;; esac
 }

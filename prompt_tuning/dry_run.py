@@ -58,6 +58,7 @@ from absl import app
 from absl import flags
 from absl import logging
 import flax
+import flax.linen as nn
 import gin
 import jax
 import jax.numpy as jnp
@@ -400,35 +401,48 @@ def per_device_bytes(tree: PyTree, shardings: Optional[PyTree] = None) -> int:
 
 def activation_bytes(config: Any, *, batch: int, input_length: int,
                      target_length: int, prompt_length: int,
-                     model_shards: int = 1) -> int:
+                     model_shards: int = 1, embed_shards: int = 1) -> int:
   """Activations one device keeps for the backward pass of one train step.
 
   An estimate, not a measurement: what the forward pass of a T5 1.1 stores
   for the backward pass without rematerialisation, counted tensor by tensor,
-  for the examples of one data shard. XLA's temporary buffers, fusion and
-  dropout masks are not counted. The backward pass needs all of it in prompt
-  tuning too: the gradient reaches the prompt through every layer.
+  for the examples of one data shard; XLA's temporary buffers and fusion are
+  not modelled. The backward pass needs all of it in prompt tuning too: the
+  gradient reaches the prompt through every layer.
 
   With B = `batch` (examples per data shard), T = input + prompt length
   (encoder), U = target length, H = d_model, I = heads x head_dim, F = MLP
   width, V = vocabulary, N = heads, a = bytes per activation (the config's
   dtype), f = 4 (float32), m = `model_shards` (heads, MLP and vocabulary are
-  split over the model axis; [B, *, H] activations are replicated on it, as
-  the standard rules place them):
+  split over the model axis), e = `embed_shards` (1 with the standard rules,
+  which keep [B, *, H] activations whole on every device of the model axis;
+  m with activation_partitioning_dims=2):
 
-    embeddings                   B (T + U) H a
-    each encoder layer           B T (4 H a + (4 I + 4 F) a / m)
+    embeddings                   B (T + U) H a / e
+    each encoder layer           B T (4 H a / e + (4 I + 4 F) a / m)
                                  + B N T T (f + a) / m
-    each decoder layer           B U (6 H a + (6 I + 4 F) a / m)
+    each decoder layer           B U (6 H a / e + (6 I + 4 F) a / m)
                                  + B T 2 I a / m
                                  + B N U (U + T) (f + a) / m
     output logits                2 B U V f / m
+    with dropout (the config's dropout_rate > 0, as in training), also
+      each attention             B N Tq Tk (a + 1) / m
+      each MLP                   B Tq F a / m
 
   The terms: per sublayer its input and layer-norm output (H); q, k, v and
   the attention output (I; cross-attention keeps q and its output over U and
   k, v over the encoder's T); wi_0, wi_1, the activation and the gated
   product (F); attention logits (float32) and probabilities; the float32
-  logits and their log-softmax.
+  logits and their log-softmax; with dropout, the dropped attention
+  probabilities with their 1-byte mask and the dropped MLP hidden units
+  (the masks shared along the length are negligible).
+
+  NOTE: checked against XLA's own count for `trainer.train_step` compiled
+  for CPU (`memory_analysis().temp_size_in_bytes`), float32, 4 examples of
+  512 inputs and 8 targets: T5 1.1 Small prompt tuning (100 tokens) 1.18 GiB
+  here without dropout and 1.60 GiB with it, against XLA's 1.37 and 1.65;
+  Base model tuning with dropout 3.54 GiB, plus 0.92 GiB of gradients,
+  against XLA's 4.60 GiB.
 
   Args:
     config: a `t5.T5Config`.
@@ -437,6 +451,7 @@ def activation_bytes(config: Any, *, batch: int, input_length: int,
     target_length: decoder tokens.
     prompt_length: prompt tokens prepended in the encoder.
     model_shards: the model axis size.
+    embed_shards: how many ways [B, *, H] activations are split.
 
   Returns:
     Bytes per device.
@@ -445,14 +460,18 @@ def activation_bytes(config: Any, *, batch: int, input_length: int,
   h, f_mlp, v = config.emb_dim, config.mlp_dim, config.vocab_size
   n = config.num_heads
   i = n * config.head_dim
-  a, f, m = jnp.dtype(config.dtype).itemsize, 4, model_shards
-  embeddings = b * (t + u) * h * a
-  encoder_layer = (b * t * (4 * h * a + (4 * i + 4 * f_mlp) * a / m)
+  a, f, m, e = jnp.dtype(config.dtype).itemsize, 4, model_shards, embed_shards
+  embeddings = b * (t + u) * h * a / e
+  encoder_layer = (b * t * (4 * h * a / e + (4 * i + 4 * f_mlp) * a / m)
                    + b * n * t * t * (f + a) / m)
-  decoder_layer = (b * u * (6 * h * a + (6 * i + 4 * f_mlp) * a / m)
+  decoder_layer = (b * u * (6 * h * a / e + (6 * i + 4 * f_mlp) * a / m)
                    + b * t * 2 * i * a / m
                    + b * n * u * (u + t) * (f + a) / m)
   logits = 2 * b * u * v * f / m
+  if config.dropout_rate > 0:
+    encoder_layer += b * n * t * t * (a + 1) / m + b * t * f_mlp * a / m
+    decoder_layer += (b * n * u * (u + t) * (a + 1) / m
+                      + b * u * f_mlp * a / m)
   total = (embeddings + config.num_encoder_layers * encoder_layer +
            config.num_decoder_layers * decoder_layer + logits)
   return int(math.ceil(total))
@@ -541,6 +560,11 @@ def estimate_memory(model: Any, abstract_boxed: PyTree,
         f'multiple of the mesh data axis size {data}.')
   opt_state = jax.eval_shape(optimizer.init, trainable)
   module = model.module
+  # How the rules split [batch, length, embed] activations on the model axis.
+  embed_axes = nn.logical_to_mesh_axes(('batch', 'length', 'embed'), rules)[2]
+  embed_axes = (embed_axes,) if isinstance(embed_axes, str) else (
+      embed_axes or ())
+  embed_shards = math.prod(mesh.shape[a] for a in embed_axes)
   trainable_bytes = per_device_bytes(trainable, trainable_shardings)
   return MemoryEstimate(
       name=name,
@@ -557,7 +581,7 @@ def estimate_memory(model: Any, abstract_boxed: PyTree,
           input_length=int(feature_lengths['inputs']),
           target_length=int(feature_lengths['targets']),
           prompt_length=int(getattr(module, 'prompt_length', 0) or 0),
-          model_shards=mesh.shape[model_axis]),
+          model_shards=mesh.shape[model_axis], embed_shards=embed_shards),
       device_memory_gib=device_memory_gib)
 
 
@@ -660,8 +684,11 @@ def _check_class_labels(module: Any) -> None:
   init = getattr(module, 'prompt_init', None)
   if not getattr(init, '__qualname__', '').startswith('from_class_labels.'):
     return
-  labels = copy.deepcopy(
-      gin.query_parameter('prompts.from_class_labels.class_labels'))
+  try:
+    labels = copy.deepcopy(
+        gin.query_parameter('prompts.from_class_labels.class_labels'))
+  except ValueError:  # Bound in a scope, or not through gin: not checked.
+    return
   if labels is None:
     raise ValueError(
         'prompts/from_class_labels.gin needs CLASS_LABELS (the task\'s label '

@@ -328,7 +328,7 @@ def test_class_labels_match_the_tasks():
 HAND_CONFIG = dict(vocab_size=8, emb_dim=4, num_heads=2, head_dim=2, mlp_dim=6,
                    num_encoder_layers=1, num_decoder_layers=1,
                    relative_attention_num_buckets=4,
-                   relative_attention_max_distance=8)
+                   relative_attention_max_distance=8, dropout_rate=0.0)
 
 
 def test_activation_bytes_matches_hand_count():
@@ -342,6 +342,42 @@ def test_activation_bytes_matches_hand_count():
   assert dry_run.activation_bytes(
       config, batch=2, input_length=4, target_length=2,
       prompt_length=0) == 96 + 1280 + 992 + 256
+  # With dropout, also the dropped attention probabilities and their mask,
+  # and the dropped MLP hidden units:
+  #   encoder  2*2*4*4*(2+1) + 2*4*6*2    = 288
+  #   decoder  2*2*2*(2+4)*(2+1) + 2*2*6*2 = 192
+  dropout = t5.T5Config(**{**HAND_CONFIG, 'dropout_rate': 0.1},
+                        dtype='bfloat16')
+  assert dry_run.activation_bytes(
+      dropout, batch=2, input_length=4, target_length=2,
+      prompt_length=0) == 96 + 1280 + 992 + 256 + 288 + 192
+  # [B, *, H] activations split 2 ways (activation_partitioning_dims=2):
+  #   embeddings 96/2; encoder 2*4*(4*4*2/2 + 80) + 384; decoder
+  #   2*2*(6*4*2/2 + 96) + 128 + 288
+  assert dry_run.activation_bytes(
+      config, batch=2, input_length=4, target_length=2, prompt_length=0,
+      embed_shards=2) == 48 + 1152 + 896 + 256
+
+
+def test_estimate_splits_activations_as_the_rules_say():
+  config = t5.T5Config(**HAND_CONFIG)
+  model = models.EncoderDecoderModel(t5.Transformer(config, prompt_length=2))
+  mesh = jax.sharding.AbstractMesh((1, 2), ('data', 'model'))
+  sizes = []
+  for dims in (1, 2):
+    rules = partitioning.standard_logical_axis_rules(
+        2, activation_partitioning_dims=dims)
+    estimate = dry_run.estimate_memory(
+        model, dry_run.abstract_params(model), mesh, rules,
+        [r'encoder/prompt/.*'], optax.sgd(0.1), batch_size=2,
+        feature_lengths={'inputs': 4, 'targets': 2})
+    sizes.append(estimate.activation_bytes)
+  assert sizes == [
+      dry_run.activation_bytes(config, batch=2, input_length=4,
+                               target_length=2, prompt_length=2,
+                               model_shards=2, embed_shards=shards)
+      for shards in (1, 2)]
+  assert sizes[1] < sizes[0]
 
 
 def test_estimate_memory_matches_hand_count():
