@@ -32,6 +32,7 @@ PyTree = Any
 
 # The learned prompt (t5.Transformer(prompt_length=P) owns it here).
 PROMPT_REGEX = r'encoder/prompt/.*'
+PROMPT_PARAM = 'encoder/prompt/prompt/prompt'
 MODEL_TUNING_REGEX = r'.*'
 
 
@@ -214,6 +215,25 @@ class TrainStateCheckpointer:
     self._manager.close()
 
 
+def write_prompt_diagnostics(writer, step: int, trainable: PyTree,
+                             frozen: PyTree, initial_prompt: np.ndarray,
+                             vocabulary: Optional[Any],
+                             class_labels: Optional[Sequence[str]],
+                             with_neighbours: bool) -> None:
+  """Prompt norm against the embeddings', drift from initialisation, and
+  (with `with_neighbours`) the nearest vocabulary tokens as text."""
+  from prompt_tuning import interpret  # pylint: disable=g-import-not-at-top
+  current = {**_flat(frozen), **_flat(trainable)}
+  embedding = current['token_embedder/embedding']
+  writer.write_scalars(step, interpret.prompt_diagnostics(
+      current[PROMPT_PARAM], initial_prompt, embedding))
+  if with_neighbours and vocabulary is not None:
+    writer.write_texts(step, {'prompt/nearest_neighbours':
+                              interpret.nearest_neighbour_text(
+                                  current[PROMPT_PARAM], embedding,
+                                  vocabulary, k=5, class_labels=class_labels)})
+
+
 # ----------------------------------------------------------------------------
 # Parameters from the initial checkpoint.
 # ----------------------------------------------------------------------------
@@ -358,6 +378,7 @@ def train(*,
           decode_kwargs: Optional[Mapping[str, Any]] = None,
           class_labels: Optional[Sequence[str]] = None,
           eval_before_training: bool = False,
+          vocabulary: Optional[Any] = None,
           export_t5x: bool = False) -> TrainResult:
   """Trains the parameters matching `trainable_regexes`; returns the result.
 
@@ -393,12 +414,15 @@ def train(*,
     decode_kwargs: `EncoderDecoderModel.predict_batch` arguments for 'decode'.
     class_labels: the label strings for 'rank'.
     eval_before_training: also evaluate at step 0 (the untrained prompt).
+    vocabulary: for the prompt's nearest-neighbour tokens in TensorBoard
+      (default: the model's output vocabulary).
     export_t5x: at the end, write all parameters as a t5x checkpoint
       `MODEL_DIR/checkpoint_STEP` (model tuning, pretraining).
   """
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   optimizer = optimizer or adafactor()
+  vocabulary = vocabulary or model.output_vocabulary
   os.makedirs(model_dir, exist_ok=True)
   is_chief = jax.process_index() == 0
   writer = metric_writers.create_default_writer(
@@ -411,6 +435,10 @@ def train(*,
   per_process_batch = partitioning.global_batch_size_check(batch_size, mesh)
   logging.info('%s', partitioning.describe(mesh, rules))
   trainable, frozen = split_params(setup.params, trainable_regexes)
+  # On the host before the first step donates it: diagnostics measure drift.
+  initial_prompt = _flat(trainable).get(PROMPT_PARAM)
+  if initial_prompt is not None:
+    initial_prompt = jax.device_get(initial_prompt)
   if not _flat(trainable):
     raise ValueError(f'trainable_regexes {list(trainable_regexes)} match no '
                      'parameter; names look like '
@@ -473,7 +501,7 @@ def train(*,
   def evaluate(step):
     params = merge_params(trainable, frozen)
     results = evaluator.evaluate(params, step)
-    prompt = _flat(trainable).get('encoder/prompt/prompt/prompt')
+    prompt = _flat(trainable).get(PROMPT_PARAM)
     tracker.update(step, results,
                    None if prompt is None else jax.device_get(prompt))
     for task, task_metrics in sorted(results.items()):
@@ -540,6 +568,11 @@ def train(*,
     rate = window_steps / max(elapsed, 1e-9)
     if step % log_period == 0 or step == train_steps:
       writer.write_scalars(step, {**last, 'steps_per_sec': rate})
+      if initial_prompt is not None:
+        write_prompt_diagnostics(writer, step, trainable, frozen,
+                                 initial_prompt, vocabulary, class_labels,
+                                 with_neighbours=step % checkpoint_period == 0
+                                 or step == train_steps)
       eta = (train_steps - step) / max(rate, 1e-9)
       logging.info('step %d/%d  loss/token %.4f  token acc %.3f  '
                    '%.2f steps/s  ETA %s', step, train_steps,
