@@ -630,13 +630,11 @@ def group_runs(runs: Sequence[Run]) -> List[Group]:
       g.first.train_steps or 0, g.first.learning_rate or 0.0))
 
 
-def _variant(run: Run, with_size: bool = False) -> str:
+def _variant(run: Run) -> str:
   """A short label of a run's method and prompt setting."""
   label = run.method
   if run.prompt_length:
     label += f', P={run.prompt_length}, {run.init}'
-  if with_size:
-    label = f'{run.model}: {label}'
   return label
 
 
@@ -726,9 +724,12 @@ def parameters_table(runs: Sequence[Run]) -> str:
 
 
 def _variants(runs: Sequence[Run]) -> Dict[str, List[Run]]:
+  """Runs by method and prompt setting (+ pretraining where it differs)."""
+  several = len({r.pretraining for r in runs}) > 1
   by_variant = collections.defaultdict(list)
   for run in runs:
-    by_variant[_variant(run)].append(run)
+    label = _variant(run) + (f', {run.pretraining}' if several else '')
+    by_variant[label].append(run)
   return dict(sorted(by_variant.items()))
 
 
