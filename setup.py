@@ -54,6 +54,7 @@ setuptools.setup(
         'numpy',
         'absl-py',
         'tqdm',
+        'matplotlib',
     ],
     extras_require={
         'test': ['pytest', 'pytest-xdist'],
