@@ -135,7 +135,7 @@ class _Run:
   """The main job, shortened (20 steps at batch 32, no evaluation), in a
   subprocess whose output goes to files (a full pipe would stall it)."""
 
-  def __init__(self, workdir, model_dir, log_name, *flags):
+  def __init__(self, workdir, model_dir, log_name, *flags, env=None):
     self.model_dir = model_dir
     self.log = workdir / log_name
     self._out = open(self.log, 'w')  # pylint: disable=consider-using-with
@@ -145,7 +145,7 @@ class _Run:
          '--gin_file=embedded/prompt_tune.gin',
          f'--gin.MODEL_DIR={str(model_dir)!r}', f'--gin.TRAIN_STEPS={_STEPS}',
          '--gin.BATCH_SIZE=32', '--gin.EVAL_MODE=None', *flags],
-        cwd=workdir, env=_cpu_env(), stdout=self._out,
+        cwd=workdir, env=dict(_cpu_env(), **(env or {})), stdout=self._out,
         stderr=subprocess.STDOUT, text=True)
 
   def output(self):
@@ -199,10 +199,12 @@ def _final_loss_line(out):
 def test_two_processes_save_the_prompt_of_one(tmp_path, one_process_run):
   (single_out,) = _finish_all([one_process_run])  # Done before the pair starts.
   address = f'127.0.0.1:{_free_port()}'
+  # The coordinator listens on loopback only (JAX's default is every address).
+  loopback = {'JAX_COORDINATOR_BIND_ADDRESS': address}
   # Both processes share MODEL_DIR, as hosts share a bucket.
   pair = [_Run(tmp_path, tmp_path / 'two', f'process_{i}.log',
                f'--coordinator_address={address}', '--process_count=2',
-               f'--process_index={i}') for i in range(2)]
+               f'--process_index={i}', env=loopback) for i in range(2)]
   outs = _finish_all(pair)
 
   two = np.load(tmp_path / 'two' / _PROMPT_FILE)
