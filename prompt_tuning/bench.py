@@ -263,18 +263,9 @@ def build_case(name: str, model: models.EncoderDecoderModel,
   global_batch = partitioning.host_local_to_global(batch, mesh)
   dropout_root = jax.random.split(jax.random.PRNGKey(seed))[1]
 
-  # As trainer.train builds its step.
-  def step_fn(trainable, frozen, opt_state, batch, step):
-    dropout_rng = jax.random.fold_in(dropout_root, step)
-    return trainer.train_step(model, optimizer, trainable, frozen, opt_state,
-                              batch, dropout_rng)
-
-  jitted_step = jax.jit(
-      step_fn,
-      in_shardings=(trainable_shardings, frozen_shardings, replicated,
-                    batch_sharding, replicated),
-      out_shardings=(trainable_shardings, replicated, replicated),
-      donate_argnums=(0, 2))
+  jitted_step = trainer.make_train_step(model, optimizer, mesh,
+                                        trainable_shardings, frozen_shardings,
+                                        dropout_root)
 
   def forward_fn(trainable, frozen, batch, step):
     dropout_rng = jax.random.fold_in(dropout_root, step)

@@ -120,6 +120,30 @@ def train_step(model: models.EncoderDecoderModel,
   return trainable, opt_state, metrics
 
 
+def make_train_step(model: models.EncoderDecoderModel,
+                    optimizer: optax.GradientTransformation, mesh: Any,
+                    trainable_shardings: PyTree, frozen_shardings: PyTree,
+                    dropout_root: Optional[jax.Array]):
+  """The jitted, sharded `train_step(trainable, frozen, opt_state, batch,
+  step)`: batches split on the data axis, the optimizer state replicated,
+  trainable parameters and optimizer state donated. Dropout keys are
+  `fold_in(dropout_root, step)`; `dropout_root=None` turns dropout off."""
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+  def step_fn(trainable, frozen, opt_state, batch, step):
+    dropout_rng = (None if dropout_root is None
+                   else jax.random.fold_in(dropout_root, step))
+    return train_step(model, optimizer, trainable, frozen, opt_state, batch,
+                      dropout_rng)
+
+  return jax.jit(
+      step_fn,
+      in_shardings=(trainable_shardings, frozen_shardings, replicated,
+                    partitioning.data_sharding(mesh), replicated),
+      out_shardings=(trainable_shardings, replicated, replicated),
+      donate_argnums=(0, 2))
+
+
 # ----------------------------------------------------------------------------
 # Data.
 # ----------------------------------------------------------------------------
@@ -513,20 +537,9 @@ def train(*,
   opt_state = jax.jit(optimizer.init, out_shardings=replicated)(trainable)
 
   # ---------------------------------------------------------- Step.
-  batch_sharding = partitioning.data_sharding(mesh)
-
-  def step_fn(trainable, frozen, opt_state, batch, step):
-    dropout_rng = (jax.random.fold_in(dropout_root, step) if use_dropout
-                   else None)
-    return train_step(model, optimizer, trainable, frozen, opt_state, batch,
-                      dropout_rng)
-
-  jitted_step = jax.jit(
-      step_fn,
-      in_shardings=(trainable_shardings, frozen_shardings, replicated,
-                    batch_sharding, replicated),
-      out_shardings=(trainable_shardings, replicated, replicated),
-      donate_argnums=(0, 2))
+  jitted_step = make_train_step(model, optimizer, mesh, trainable_shardings,
+                                frozen_shardings,
+                                dropout_root if use_dropout else None)
 
   # ------------------------------------------------------ Evaluation.
   eval_history = []
