@@ -54,12 +54,14 @@ setuptools.setup(
         'numpy',
         'absl-py',
         'tqdm',
+        'matplotlib',
     ],
     extras_require={
         'test': ['pytest', 'pytest-xdist'],
-        # Only for the side-by-side comparisons against HF transformers; torch
-        # 2.13.0 is the CPU build, any other spec pulls CUDA packages.
-        'hf': ['torch==2.13.0', 'transformers'],
+        # Only for the side-by-side comparisons against HF transformers and
+        # PEFT; torch 2.13.0 is the CPU build, any other spec pulls CUDA
+        # packages.
+        'hf': ['torch==2.13.0', 'transformers', 'peft'],
         'gpu': ['jax[cuda12]'],
         'tpu': ['jax[tpu]'],
     },

@@ -194,6 +194,9 @@ def from_class_labels(embedding: EmbeddingSource, vocabulary: Any,
 
   def init(rng, shape, dtype=jnp.float32):
     _check_prompt_shape(shape, 'from_class_labels')
+    if not class_labels:
+      raise ValueError('from_class_labels needs class labels (gin: '
+                       f'CLASS_LABELS = [...]); got {class_labels!r}')
     if len(class_labels) > shape[0]:
       raise ValueError(f'from_class_labels: {len(class_labels)} class labels '
                        f'do not fit a prompt of length {shape[0]}')

@@ -32,6 +32,7 @@ PyTree = Any
 
 # The learned prompt (t5.Transformer(prompt_length=P) owns it here).
 PROMPT_REGEX = r'encoder/prompt/.*'
+PROMPT_PARAM = 'encoder/prompt/prompt/prompt'
 MODEL_TUNING_REGEX = r'.*'
 
 
@@ -119,6 +120,30 @@ def train_step(model: models.EncoderDecoderModel,
   return trainable, opt_state, metrics
 
 
+def make_train_step(model: models.EncoderDecoderModel,
+                    optimizer: optax.GradientTransformation, mesh: Any,
+                    trainable_shardings: PyTree, frozen_shardings: PyTree,
+                    dropout_root: Optional[jax.Array]):
+  """The jitted, sharded `train_step(trainable, frozen, opt_state, batch,
+  step)`: batches split on the data axis, the optimizer state replicated,
+  trainable parameters and optimizer state donated. Dropout keys are
+  `fold_in(dropout_root, step)`; `dropout_root=None` turns dropout off."""
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+  def step_fn(trainable, frozen, opt_state, batch, step):
+    dropout_rng = (None if dropout_root is None
+                   else jax.random.fold_in(dropout_root, step))
+    return train_step(model, optimizer, trainable, frozen, opt_state, batch,
+                      dropout_rng)
+
+  return jax.jit(
+      step_fn,
+      in_shardings=(trainable_shardings, frozen_shardings, replicated,
+                    partitioning.data_sharding(mesh), replicated),
+      out_shardings=(trainable_shardings, replicated, replicated),
+      donate_argnums=(0, 2))
+
+
 # ----------------------------------------------------------------------------
 # Data.
 # ----------------------------------------------------------------------------
@@ -126,19 +151,62 @@ def train_step(model: models.EncoderDecoderModel,
 
 def train_dataset(mixture_or_task_name: str,
                   task_feature_lengths: Mapping[str, int],
-                  batch_size_per_process: int, seed: int, shard_id: int = 0,
+                  global_batch_size: int, seed: int, shard_id: int = 0,
                   num_shards: int = 1, split: str = 'train'):
-  """An endless, shuffled, batched tf.data pipeline of converted features."""
+  """An endless, shuffled, batched tf.data pipeline of converted features.
+
+  Every process reads the same global stream, batched by the global batch
+  size, and keeps its own rows of each global batch: shard `i` of `n` gets
+  rows `[i * B / n, (i + 1) * B / n)`, which `host_local_to_global` puts back
+  in the same place. The global batch of every step is therefore the same
+  whatever the number of processes: a run on N hosts trains on exactly the
+  examples, in the order, of the same run on one host.
+
+  NOTE: each process tokenizes the whole global batch and drops the other
+  rows, i.e. n times the input work of seqio's per-host file sharding. For
+  the paper's batch (32 short examples) that is small next to a T5 step.
+
+  Args:
+    mixture_or_task_name: registered seqio task or mixture.
+    task_feature_lengths: e.g. {'inputs': 512, 'targets': 8}.
+    global_batch_size: B, the examples of one step over all processes.
+    seed: the shuffle seed (the same on every process).
+    shard_id: this process's slice of the global batch, from
+      `partitioning.process_data_shard`.
+    num_shards: n, the number of distinct slices.
+    split: the split to read.
+
+  Returns:
+    A `tf.data.Dataset` of dicts of `[B / n, length]` int32 features.
+
+  Raises:
+    ValueError: `global_batch_size` is not a multiple of `num_shards`, or
+      `shard_id` is not in `[0, num_shards)`.
+  """
   import seqio  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from prompt_tuning.tasks import utils as task_utils  # pylint: disable=g-import-not-at-top
+  if num_shards < 1 or global_batch_size % num_shards:
+    raise ValueError(
+        f'BATCH_SIZE {global_batch_size} does not split into {num_shards} '
+        'equal per-process slices; expected a multiple of the number of '
+        'data shards.')
+  if not 0 <= shard_id < num_shards:
+    raise ValueError(f'data shard {shard_id} is not in [0, {num_shards}).')
   task = task_utils.get_mixture_or_task(mixture_or_task_name)
   dataset = task.get_dataset(
       sequence_length=dict(task_feature_lengths), split=split, shuffle=True,
-      seed=seed, num_epochs=None,
-      shard_info=seqio.ShardInfo(index=shard_id, num_shards=num_shards))
+      seed=seed, num_epochs=None)
   dataset = seqio.EncDecFeatureConverter(pack=False)(
       dataset, dict(task_feature_lengths))
-  return dataset.batch(batch_size_per_process, drop_remainder=True).prefetch(2)
+  dataset = dataset.batch(global_batch_size, drop_remainder=True)
+  # With one shard the pipeline is unchanged, so its checkpoints still restore.
+  if num_shards > 1:
+    per_shard = global_batch_size // num_shards
+    start = shard_id * per_shard
+    dataset = dataset.map(lambda batch: tf.nest.map_structure(
+        lambda x: x[start:start + per_shard], batch))
+  return dataset.prefetch(2)
 
 
 # ----------------------------------------------------------------------------
@@ -212,6 +280,25 @@ class TrainStateCheckpointer:
 
   def close(self):
     self._manager.close()
+
+
+def write_prompt_diagnostics(writer, step: int, trainable: PyTree,
+                             frozen: PyTree, initial_prompt: np.ndarray,
+                             vocabulary: Optional[Any],
+                             class_labels: Optional[Sequence[str]],
+                             with_neighbours: bool) -> None:
+  """Prompt norm against the embeddings', drift from initialisation, and
+  (with `with_neighbours`) the nearest vocabulary tokens as text."""
+  from prompt_tuning import interpret  # pylint: disable=g-import-not-at-top
+  current = {**_flat(frozen), **_flat(trainable)}
+  embedding = current['token_embedder/embedding']
+  writer.write_scalars(step, interpret.prompt_diagnostics(
+      current[PROMPT_PARAM], initial_prompt, embedding))
+  if with_neighbours and vocabulary is not None:
+    writer.write_texts(step, {'prompt/nearest_neighbours':
+                              interpret.nearest_neighbour_text(
+                                  current[PROMPT_PARAM], embedding,
+                                  vocabulary, k=5, class_labels=class_labels)})
 
 
 # ----------------------------------------------------------------------------
@@ -358,6 +445,7 @@ def train(*,
           decode_kwargs: Optional[Mapping[str, Any]] = None,
           class_labels: Optional[Sequence[str]] = None,
           eval_before_training: bool = False,
+          vocabulary: Optional[Any] = None,
           export_t5x: bool = False) -> TrainResult:
   """Trains the parameters matching `trainable_regexes`; returns the result.
 
@@ -393,12 +481,15 @@ def train(*,
     decode_kwargs: `EncoderDecoderModel.predict_batch` arguments for 'decode'.
     class_labels: the label strings for 'rank'.
     eval_before_training: also evaluate at step 0 (the untrained prompt).
+    vocabulary: for the prompt's nearest-neighbour tokens in TensorBoard
+      (default: the model's output vocabulary).
     export_t5x: at the end, write all parameters as a t5x checkpoint
       `MODEL_DIR/checkpoint_STEP` (model tuning, pretraining).
   """
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   optimizer = optimizer or adafactor()
+  vocabulary = vocabulary or model.output_vocabulary
   os.makedirs(model_dir, exist_ok=True)
   is_chief = jax.process_index() == 0
   writer = metric_writers.create_default_writer(
@@ -408,9 +499,14 @@ def train(*,
   setup = setup_model(model, initial_checkpoint_path, assignment_map, seed,
                       mesh_config, logical_axis_rules)
   mesh, rules = setup.mesh, setup.rules
-  per_process_batch = partitioning.global_batch_size_check(batch_size, mesh)
+  # Raises, naming both numbers, unless the batch splits over the data axis.
+  partitioning.global_batch_size_check(batch_size, mesh)
   logging.info('%s', partitioning.describe(mesh, rules))
   trainable, frozen = split_params(setup.params, trainable_regexes)
+  # On the host before the first step donates it: diagnostics measure drift.
+  initial_prompt = _flat(trainable).get(PROMPT_PARAM)
+  if initial_prompt is not None:
+    initial_prompt = jax.device_get(initial_prompt)
   if not _flat(trainable):
     raise ValueError(f'trainable_regexes {list(trainable_regexes)} match no '
                      'parameter; names look like '
@@ -428,8 +524,9 @@ def train(*,
 
   # -------------------------------------------------------------- Data.
   shard_id, num_shards = partitioning.process_data_shard(mesh)
+  # Every process reads the global stream and keeps its rows of each batch.
   dataset = train_dataset(mixture_or_task_name, task_feature_lengths,
-                          per_process_batch, seed, shard_id, num_shards)
+                          batch_size, seed, shard_id, num_shards)
   data_iterator = iter(dataset)
   data_checkpoint = tf.train.Checkpoint(iterator=data_iterator)
 
@@ -440,20 +537,9 @@ def train(*,
   opt_state = jax.jit(optimizer.init, out_shardings=replicated)(trainable)
 
   # ---------------------------------------------------------- Step.
-  batch_sharding = partitioning.data_sharding(mesh)
-
-  def step_fn(trainable, frozen, opt_state, batch, step):
-    dropout_rng = (jax.random.fold_in(dropout_root, step) if use_dropout
-                   else None)
-    return train_step(model, optimizer, trainable, frozen, opt_state, batch,
-                      dropout_rng)
-
-  jitted_step = jax.jit(
-      step_fn,
-      in_shardings=(trainable_shardings, frozen_shardings, replicated,
-                    batch_sharding, replicated),
-      out_shardings=(trainable_shardings, replicated, replicated),
-      donate_argnums=(0, 2))
+  jitted_step = make_train_step(model, optimizer, mesh, trainable_shardings,
+                                frozen_shardings,
+                                dropout_root if use_dropout else None)
 
   # ------------------------------------------------------ Evaluation.
   eval_history = []
@@ -473,7 +559,7 @@ def train(*,
   def evaluate(step):
     params = merge_params(trainable, frozen)
     results = evaluator.evaluate(params, step)
-    prompt = _flat(trainable).get('encoder/prompt/prompt/prompt')
+    prompt = _flat(trainable).get(PROMPT_PARAM)
     tracker.update(step, results,
                    None if prompt is None else jax.device_get(prompt))
     for task, task_metrics in sorted(results.items()):
@@ -540,6 +626,11 @@ def train(*,
     rate = window_steps / max(elapsed, 1e-9)
     if step % log_period == 0 or step == train_steps:
       writer.write_scalars(step, {**last, 'steps_per_sec': rate})
+      if initial_prompt is not None:
+        write_prompt_diagnostics(writer, step, trainable, frozen,
+                                 initial_prompt, vocabulary, class_labels,
+                                 with_neighbours=step % checkpoint_period == 0
+                                 or step == train_steps)
       eta = (train_steps - step) / max(rate, 1e-9)
       logging.info('step %d/%d  loss/token %.4f  token acc %.3f  '
                    '%.2f steps/s  ETA %s', step, train_steps,

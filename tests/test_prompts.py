@@ -109,3 +109,10 @@ def test_prepend_forms():
   np.testing.assert_array_equal(picked[:, 0, 0], [2.0, 1.0])
   with pytest.raises(ValueError, match='per-example'):
     prompts.prepend(bank, embedded)
+
+
+@pytest.mark.parametrize('labels', [None, []])
+def test_class_labels_missing(labels):
+  init = prompts.from_class_labels(TABLE, _FakeVocabulary(), labels)
+  with pytest.raises(ValueError, match='CLASS_LABELS'):
+    init(jax.random.PRNGKey(0), (3, 6))

@@ -247,3 +247,16 @@ def test_assignment_map_first_matching_rule_wins(tmp_path, frozen_checkpoint):
       loaded['encoder/layers_0/pre_mlp_layer_norm/scale'],
       np.ones_like(params['encoder']['layers_0']['pre_mlp_layer_norm']['scale']))
   assert set(loaded) == set(_flat(abstract))
+
+
+def test_prompt_diagnostics_reach_tensorboard(prompt_run):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  model_dir, _ = prompt_run
+  tags = set()
+  for event_file in tf.io.gfile.glob(os.path.join(model_dir, 'train',
+                                                  'events.*')):
+    for event in tf.compat.v1.train.summary_iterator(event_file):
+      tags.update(v.tag for v in event.summary.value)
+  assert {'prompt/norm', 'prompt/drift_l2', 'prompt/norm_ratio',
+          'prompt/nearest_neighbours'} <= tags, tags
+  assert 'loss_per_token' in tags
