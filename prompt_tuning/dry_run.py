@@ -689,11 +689,11 @@ def _check_class_labels(module: Any) -> None:
         gin.query_parameter('prompts.from_class_labels.class_labels'))
   except ValueError:  # Bound in a scope, or not through gin: not checked.
     return
-  if labels is None:
+  if not labels:
     raise ValueError(
         'prompts/from_class_labels.gin needs CLASS_LABELS (the task\'s label '
-        'strings), got None: set --gin.CLASS_LABELS=[...] (a runs/*.gin '
-        'included after the prompts file resets it to None).')
+        f'strings), got {labels!r}: set --gin.CLASS_LABELS=[...] '
+        '(runs/prompt_finetune.gin sets None).')
   if len(labels) > module.prompt_length:
     raise ValueError(
         f'prompts/from_class_labels.gin: {len(labels)} CLASS_LABELS '

@@ -483,6 +483,7 @@ def test_sweep_lines_round_trip_bash_quoting(tmp_path):
     (['--gin.PROMPT_LENGTH=1'], 8,
      r'2 CLASS_LABELS .* do not fit PROMPT_LENGTH=1'),
     (['--gin.CLASS_LABELS=None'], 8, r'needs CLASS_LABELS .* got None'),
+    (['--gin.CLASS_LABELS=[]'], 8, r'needs CLASS_LABELS .* got \[\]'),
     (["--gin.TASK_FEATURE_LENGTHS={'inputs': 512}"], 8, r"KeyError: 'targets'"),
     (['--gin.BATCH_SIZE=12'], 8, r'batch size 12 .* data axis size 8'),
     (['--gin.NUM_PARTITIONS=3'], 8, r'--num_devices=8 is not divisible'),
