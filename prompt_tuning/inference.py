@@ -1,17 +1,24 @@
-"""Evaluate and infer with a frozen model and a prompt: what the `eval` and
-`infer` entry points configure through gin.
+"""Evaluate, infer and serve with a frozen model and prompts: what the
+`eval`, `infer` and `serve` entry points configure through gin.
 
 `evaluate` scores a model (with, e.g., a prompt from `PROMPT_FILE`) on a task's
 split with the task's metrics; `infer` writes one JSON line per input, either
 the decoded prediction ('predict') or the targets' log-likelihood ('score').
+`serve` does the same for several tasks at once: a bank of prompts `[K, P, H]`
+(one per task) and mixed batches whose examples carry their task's row of the
+bank as `prompt_ids`, so one pass over the frozen model serves every task.
+
+Letters: K tasks (rows of the bank), P prompt length, H embedding size.
 """
 import json
 import os
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 import jax
+import numpy as np
 
+from prompt_tuning import checkpoints
 from prompt_tuning import evaluation
 from prompt_tuning import models
 from prompt_tuning import partitioning
@@ -54,23 +61,98 @@ def evaluate(*,
   return results
 
 
-def _examples(task, split: str, feature_lengths: Mapping[str, int],
-              num_examples: Optional[int]):
-  """(texts [(inputs, targets)], converted tf.data dataset of (i, features))."""
+def task_examples(task, split: str, feature_lengths: Mapping[str, int],
+                  num_examples: Optional[int] = None):
+  """A task's split, unshuffled, as examples and as model features.
+
+  Args:
+    task: a seqio Task.
+    split: e.g. 'validation'.
+    feature_lengths: e.g. {'inputs': 512, 'targets': 8}.
+    num_examples: only the first this many examples (None: all).
+
+  Returns:
+    `(examples, indexed)`: the preprocessed examples as numpy dicts (with
+    `inputs_pretokenized` / `targets_pretokenized` where the task keeps them),
+    in order; and a tf.data dataset of `(index, features)`, the features of
+    `seqio.EncDecFeatureConverter(pack=False)` for the same examples.
+  """
   import seqio  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   dataset = task.get_dataset(sequence_length=dict(feature_lengths),
                              split=split, shuffle=False, num_epochs=1)
   if num_examples is not None:
     dataset = dataset.take(num_examples)
-  texts = [(ex.get('inputs_pretokenized', b'').decode(),
-            ex.get('targets_pretokenized', b'').decode())
-           for ex in dataset.as_numpy_iterator()]
+  examples = list(dataset.as_numpy_iterator())
   converted = seqio.EncDecFeatureConverter(pack=False)(
       dataset, dict(feature_lengths))
-  indexed = tf.data.Dataset.zip((tf.data.Dataset.range(len(texts)),
+  indexed = tf.data.Dataset.zip((tf.data.Dataset.range(len(examples)),
                                  converted))
-  return texts, indexed
+  return examples, indexed
+
+
+def example_texts(example: Mapping[str, Any]) -> Tuple[str, str]:
+  """(inputs, targets) text of a preprocessed example ('' where absent)."""
+  return (example.get('inputs_pretokenized', b'').decode(),
+          example.get('targets_pretokenized', b'').decode())
+
+
+def _examples(task, split: str, feature_lengths: Mapping[str, int],
+              num_examples: Optional[int]):
+  """(texts [(inputs, targets)], converted tf.data dataset of (i, features))."""
+  examples, indexed = task_examples(task, split, feature_lengths, num_examples)
+  return [example_texts(ex) for ex in examples], indexed
+
+
+def load_prompt_bank(prompt_files: Sequence[str],
+                     flag: str = 'prompt_files') -> np.ndarray:
+  """Stacks `.npy` prompts `[P, H]` into a bank `[N, P, H]`, in order.
+
+  Args:
+    prompt_files: N paths, each holding one prompt `[P, H]`.
+    flag: the name reported in errors (the flag or gin macro at fault).
+
+  Returns:
+    float32 `[N, P, H]`.
+
+  Raises:
+    ValueError: no files, a bare string, a file not `[P, H]`, or files of
+      different shapes (naming the file and both shapes).
+    FileNotFoundError: a file does not exist.
+  """
+  if isinstance(prompt_files, (str, bytes)):
+    raise ValueError(f'{flag} is the string {prompt_files!r}; expected a list '
+                     'of .npy prompt files.')
+  files = [os.fspath(f) for f in prompt_files]
+  if not files:
+    raise ValueError(f'{flag} is empty; expected at least one .npy prompt '
+                     'file.')
+  bank = []
+  for path in files:
+    prompt = checkpoints.load_prompt(path)
+    if prompt.ndim != 2:
+      raise ValueError(f'prompt file {path} (in {flag}) holds shape '
+                       f'{prompt.shape}; expected one prompt [P, H].')
+    if bank and prompt.shape != bank[0].shape:
+      raise ValueError(
+          f'prompt file {path} (in {flag}) holds shape {prompt.shape} but '
+          f'{files[0]} holds {bank[0].shape}; a bank needs prompts of one '
+          'shape [P, H].')
+    bank.append(prompt.astype(np.float32))
+  return np.stack(bank)  # [N, P, H]
+
+
+def _write_jsonl(records: Sequence[Mapping[str, Any]], output_file: str) -> None:
+  """JSON lines, written to a temporary sibling and renamed (process 0)."""
+  if jax.process_index() != 0:
+    return
+  directory = os.path.dirname(os.path.abspath(output_file))
+  os.makedirs(directory, exist_ok=True)
+  temporary = output_file + '.tmp'
+  with open(temporary, 'w') as f:
+    for record in records:
+      f.write(json.dumps(record) + '\n')
+  os.replace(temporary, output_file)
 
 
 def infer(*,
@@ -116,18 +198,201 @@ def infer(*,
         rules=setup.rules)(dataset, setup.params, description='score')
     values = [float(score) for _, score in outputs]
   key = 'prediction' if mode == 'predict' else 'score'
-  if jax.process_index() == 0:
-    directory = os.path.dirname(os.path.abspath(output_file))
-    os.makedirs(directory, exist_ok=True)
-    temporary = output_file + '.tmp'
-    with open(temporary, 'w') as f:
-      for (index, _), value in zip(outputs, values):
-        inputs, targets = texts[index]
-        f.write(json.dumps({'index': int(index), 'inputs': inputs,
-                            'targets': targets, key: value}) + '\n')
-    os.replace(temporary, output_file)
+  records = []
+  for (index, _), value in zip(outputs, values):
+    inputs, targets = texts[index]
+    records.append({'index': int(index), 'inputs': inputs, 'targets': targets,
+                    key: value})
+  _write_jsonl(records, output_file)
   logging.info('wrote %d %s lines to %s', len(values), mode, output_file)
   return len(values)
+
+
+def mixed_task_dataset(datasets: Sequence[Any], counts: Sequence[int]):
+  """Interleaves K tasks' examples round-robin; tags each with its task.
+
+  Example j of task k carries `prompt_ids = k`: the row of a bank `[K, P, H]`
+  that serves it. Tasks run out at their own ends; the rest keep alternating.
+
+  Args:
+    datasets: K tf.data datasets of `(index, features)` (`task_examples`),
+      all with the same features and shapes.
+    counts: the number of examples of each.
+
+  Returns:
+    `(order, dataset)`: `order[position] = (k, index)` for every position of
+    the mixed stream; `dataset` yields `(position, features + prompt_ids)`.
+
+  Raises:
+    ValueError: the datasets' features differ (the first differing task is
+      named by its position), or the lengths of the arguments differ.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if len(datasets) != len(counts):
+    raise ValueError(f'mixed_task_dataset got {len(datasets)} datasets and '
+                     f'{len(counts)} counts; expected one count per dataset.')
+  spec = datasets[0].element_spec
+  for k, dataset in enumerate(datasets[1:], start=1):
+    if dataset.element_spec != spec:
+      raise ValueError(
+          f'task {k} has features {dataset.element_spec} but task 0 has '
+          f'{spec}; a mixed batch needs the same features and lengths for '
+          'every task.')
+  order: List[Tuple[int, int]] = []
+  for j in range(max(counts, default=0)):
+    order.extend((k, j) for k, count in enumerate(counts) if j < count)
+
+  def tag(k):
+    return lambda index, features: {
+        **features, 'prompt_ids': tf.constant(k, tf.int32)}
+
+  tagged = [d.map(tag(k)) for k, d in enumerate(datasets)]
+  choice = tf.data.Dataset.from_tensor_slices(
+      np.array([k for k, _ in order], np.int64))
+  mixed = tf.data.Dataset.choose_from_datasets(tagged, choice)
+  mixed = tf.data.Dataset.zip((tf.data.Dataset.range(len(order)), mixed))
+  return order, mixed.apply(tf.data.experimental.assert_cardinality(
+      len(order)))
+
+
+def serve_tasks(model: models.EncoderDecoderModel,
+                params: Any,
+                bank: Any,
+                task_names: Sequence[str],
+                *,
+                feature_lengths: Mapping[str, int],
+                split: str = 'validation',
+                mode: str = 'predict',
+                batch_size: int = 32,
+                decode_kwargs: Optional[Mapping[str, Any]] = None,
+                num_examples: Optional[int] = None,
+                mesh=None,
+                rules=None) -> List[Dict[str, Any]]:
+  """Serves several tasks' inputs in mixed batches, one prompt per task.
+
+  Task k's examples are served with row k of `bank`; every batch holds
+  examples of several tasks, each selecting its prompt by `prompt_ids`, so
+  one decoding (or scoring) pass over the frozen model serves all of them.
+  An example's output is the one it gets when its task is served alone
+  (rows of a batch do not interact).
+
+  Args:
+    model: the frozen model (its own prompt, if any, is replaced by the bank).
+    params: its parameters.
+    bank: `[K, P, H]`, row k the prompt of `task_names[k]`.
+    task_names: K registered task names.
+    feature_lengths: shared by all tasks, e.g. {'inputs': 512, 'targets': 8}.
+    split: the split to serve.
+    mode: 'predict' (greedy or `decode_kwargs` decoding) or 'score' (the
+      targets' summed log-likelihood).
+    batch_size: rows of every mixed batch.
+    decode_kwargs: `EncoderDecoderModel.predict_batch` settings.
+    num_examples: serve only the first this many examples of each task.
+    mesh, rules: optional device mesh and logical axis rules.
+
+  Returns:
+    One record per served input, in the mixed order: {'task', 'index',
+    'inputs', 'targets', and 'prediction' (text) with 'tokens' (ids, EOS then
+    zeros) or 'score'}.
+
+  Raises:
+    ValueError: an unknown mode, a bank whose rows do not match the tasks, a
+      task that is a mixture, or tasks with different features.
+  """
+  from prompt_tuning.tasks import utils as task_utils  # pylint: disable=g-import-not-at-top
+  if mode not in ('predict', 'score'):
+    raise ValueError(f"serve mode is {mode!r}; expected 'predict' or 'score'")
+  if np.ndim(bank) != 3 or np.shape(bank)[0] != len(task_names):
+    raise ValueError(f'the prompt bank has shape {np.shape(bank)}; expected '
+                     f'[{len(task_names)}, P, H], one prompt per task of '
+                     f'{list(task_names)}.')
+  tasks = []
+  for name in task_names:
+    task = task_utils.get_mixture_or_task(name)
+    if not hasattr(task, 'postprocess_fn'):
+      raise ValueError(f'{name!r} is a mixture; serving takes tasks, one '
+                       'prompt each.')
+    tasks.append(task)
+  examples, datasets = zip(*[task_examples(t, split, feature_lengths,
+                                           num_examples) for t in tasks])
+  order, dataset = mixed_task_dataset(datasets, [len(e) for e in examples])
+  if mode == 'predict':
+    outputs = evaluation.make_predict_fn(
+        model, decode_kwargs, batch_size=batch_size, mesh=mesh, rules=rules)(
+            dataset, params, prompt=bank, description='serve')
+  else:
+    outputs = evaluation.make_score_fn(
+        model, batch_size=batch_size, mesh=mesh, rules=rules)(
+            dataset, params, prompt=bank, description='serve scores')
+  records = []
+  for position, value in outputs:
+    k, index = order[position]
+    inputs, targets = example_texts(examples[k][index])
+    record = {'task': tasks[k].name, 'index': index, 'inputs': inputs,
+              'targets': targets}
+    if mode == 'predict':
+      vocabulary = tasks[k].output_features['targets'].vocabulary
+      record.update(prediction=vocabulary.decode(value), tokens=value)
+    else:
+      record['score'] = float(value)
+    records.append(record)
+  return records
+
+
+def serve(*,
+          model: models.EncoderDecoderModel,
+          initial_checkpoint_path: Optional[str],
+          prompt_files: Mapping[str, str],
+          feature_lengths: Mapping[str, int],
+          output_file: str,
+          split: str = 'validation',
+          mode: str = 'predict',
+          batch_size: int = 32,
+          decode_kwargs: Optional[Mapping[str, Any]] = None,
+          num_examples: Optional[int] = None,
+          assignment_map: Sequence[Tuple[str, Optional[str]]] = (
+              (trainer.PROMPT_REGEX, None),),
+          mesh_config: partitioning.MeshConfig = partitioning.MeshConfig(),
+          seed: int = 0) -> int:
+  """Multi-task serving: writes one JSON line per input of several tasks.
+
+  `prompt_files` maps each task to its prompt; the prompts form a bank
+  `[K, P, H]` and the tasks' inputs are served together in mixed batches
+  (`serve_tasks`). Lines are in the mixed order, each naming its task:
+  {"task", "index", "inputs", "targets", "prediction" | "score"}; a task's
+  lines equal those `infer` writes for it alone with its prompt.
+
+  Gin (see gin/runs/prompt_serve.gin):
+
+    PROMPT_FILES = {'taskless_super_glue_rte_v102': '/tmp/rte/best_prompt.npy',
+                    'taskless_super_glue_cb_v102': '/tmp/cb/best_prompt.npy'}
+
+  Returns:
+    The number of lines written.
+
+  Raises:
+    ValueError: an empty or non-mapping `prompt_files`, prompts of different
+      shapes, or an unknown mode.
+  """
+  if not isinstance(prompt_files, Mapping) or not prompt_files:
+    raise ValueError(f'PROMPT_FILES is {prompt_files!r}; expected a non-empty '
+                     'mapping {task name: .npy prompt file}.')
+  names = list(prompt_files)
+  bank = load_prompt_bank([prompt_files[n] for n in names],
+                          flag='PROMPT_FILES')
+  setup = trainer.setup_model(model, initial_checkpoint_path, assignment_map,
+                              seed, mesh_config)
+  records = serve_tasks(model, setup.params, bank, names,
+                        feature_lengths=feature_lengths, split=split,
+                        mode=mode, batch_size=batch_size,
+                        decode_kwargs=decode_kwargs, num_examples=num_examples,
+                        mesh=setup.mesh, rules=setup.rules)
+  for record in records:
+    record.pop('tokens', None)
+  _write_jsonl(records, output_file)
+  logging.info('served %d inputs of %d tasks (%s) to %s', len(records),
+               len(names), mode, output_file)
+  return len(records)
 
 
 def format_metrics(results: Mapping[str, Mapping[str, float]]) -> str:
