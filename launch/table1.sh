@@ -10,8 +10,8 @@
 # Each run trains on the squad_v110_to_mrqa_v100 mixture (SQuAD's train
 # split) and evaluates all seven sets every EVAL_PERIOD steps (eval/
 # metrics.jsonl). The paper selects the step by SQuAD validation F1 and
-# reports the other sets at that step: read it from eval/metrics.jsonl (the
-# run's best_prompt.json ranks steps by the mean over all seven sets).
+# reports the other sets at that step: SELECTION_TASKS names squad_v110, so
+# best_prompt.json holds that step.
 # Runs: OUTPUT_DIR/mrqa/<size>/{prompt_lm100k_sampled_vocab_len100,model_tuning}/squad_v110_to_mrqa_v100/seed<k>.
 # Extractive QA has no class labels, so the prompt starts from sampled
 # vocabulary. SIZES defaults to xxl (the paper's text does not name the size;
@@ -24,6 +24,8 @@ parse_settings "${COMMON_SETTINGS} METHODS" "$@"
 SIZES="${SIZES:-xxl}"
 METHODS="${METHODS:-prompt model}"
 begin_runs
+# The best step is chosen on the in-domain set only, as the paper does.
+EXTRA+=("--gin.SELECTION_TASKS=['squad_v110']")
 
 task=squad_v110_to_mrqa_v100
 for size in ${SIZES}; do

@@ -10,8 +10,8 @@
 # every EVAL_PERIOD steps (the taskless_glue_<source>_to_<target>_v002
 # mixture: QQP recast in MRPC's format, so one prompt reads both). The paper
 # selects the step on the source's validation set and reports the target at
-# that step: read it from eval/metrics.jsonl (best_prompt.json ranks steps by
-# the mean over both).
+# that step: SELECTION_TASKS names the source's task, so best_prompt.json
+# holds that step.
 # Runs: OUTPUT_DIR/paraphrase/<size>/{prompt_lm100k_class_labels_len100,model_tuning}/<direction>/seed<k>.
 # SIZES defaults to xxl (as table1.sh).
 # Settings of this script: METHODS (default "prompt model"), DIRECTIONS
@@ -33,6 +33,13 @@ for size in ${SIZES}; do
         *) die "DIRECTIONS: unknown direction '${direction}'; expected qqp_to_mrpc, mrpc_to_qqp" ;;
       esac
       task="taskless_glue_${direction}_v002"
+      # The best step is chosen on the in-domain (source) validation set.
+      case "${direction}" in
+        qqp_to_mrpc) in_domain=taskless_glue_qqp_as_mrpc_v002 ;;
+        mrpc_to_qqp) in_domain=taskless_glue_mrpc_v002 ;;
+      esac
+      base_extra=("${EXTRA[@]+"${EXTRA[@]}"}")
+      EXTRA+=("--gin.SELECTION_TASKS=['${in_domain}']")
       for method in ${METHODS}; do
         case "${method}" in
           prompt)
@@ -44,6 +51,7 @@ for size in ${SIZES}; do
           *) die "METHODS: unknown method '${method}'; expected prompt, model" ;;
         esac
       done
+      EXTRA=("${base_extra[@]+"${base_extra[@]}"}")
     done
   done
 done

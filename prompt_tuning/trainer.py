@@ -445,6 +445,7 @@ def train(*,
           decode_kwargs: Optional[Mapping[str, Any]] = None,
           class_labels: Optional[Sequence[str]] = None,
           eval_before_training: bool = False,
+          selection_tasks: Optional[Sequence[str]] = None,
           vocabulary: Optional[Any] = None,
           export_t5x: bool = False) -> TrainResult:
   """Trains the parameters matching `trainable_regexes`; returns the result.
@@ -481,6 +482,9 @@ def train(*,
     decode_kwargs: `EncoderDecoderModel.predict_batch` arguments for 'decode'.
     class_labels: the label strings for 'rank'.
     eval_before_training: also evaluate at step 0 (the untrained prompt).
+    selection_tasks: the evaluated tasks whose metrics choose the best step
+      (default: all). The paper selects on the in-domain validation set, so
+      its transfer runs (Tables 1 and 2) name the training task here.
     vocabulary: for the prompt's nearest-neighbour tokens in TensorBoard
       (default: the model's output vocabulary).
     export_t5x: at the end, write all parameters as a t5x checkpoint
@@ -555,12 +559,18 @@ def train(*,
         model_dir=model_dir, num_examples=eval_num_examples, mesh=mesh,
         rules=rules)
     tracker = evaluation.BestCheckpointTracker(model_dir)
+    unknown = set(selection_tasks or ()) - set(evaluator.task_names)
+    if unknown:
+      raise ValueError(f'selection_tasks {sorted(unknown)} are not evaluated; '
+                       f'the evaluated tasks are {evaluator.task_names}')
 
   def evaluate(step):
     params = merge_params(trainable, frozen)
     results = evaluator.evaluate(params, step)
     prompt = _flat(trainable).get(PROMPT_PARAM)
-    tracker.update(step, results,
+    selected = {task: task_metrics for task, task_metrics in results.items()
+                if not selection_tasks or task in selection_tasks}
+    tracker.update(step, selected,
                    None if prompt is None else jax.device_get(prompt))
     for task, task_metrics in sorted(results.items()):
       logging.info('eval step %d  %s  %s', step, task, ', '.join(

@@ -268,7 +268,9 @@ def test_paper_script_runs_each_config_on_its_platform(tmp_path):
       "--gin.TASK_FEATURE_LENGTHS={'inputs': 512, 'targets': 8}",
       '--gin.PROMPT_LENGTH=100', '--gin.SEED=1', '--gin.NUM_PARTITIONS=8',
       "--gin.ACTIVATION_DTYPE='bfloat16'", '--tfds_data_dir=/tfds',
-      '--gin.TRAIN_STEPS=10', '--gin.EVAL_PERIOD=5']
+      '--gin.TRAIN_STEPS=10', '--gin.EVAL_PERIOD=5',
+      # The best step is chosen on the in-domain validation set.
+      "--gin.SELECTION_TASKS=['taskless_glue_qqp_as_mrpc_v002']"]
 
 
 def test_paper_script_rejects_unknown_flags_and_sizes():

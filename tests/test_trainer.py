@@ -260,3 +260,23 @@ def test_prompt_diagnostics_reach_tensorboard(prompt_run):
   assert {'prompt/norm', 'prompt/drift_l2', 'prompt/norm_ratio',
           'prompt/nearest_neighbours'} <= tags, tags
   assert 'loss_per_token' in tags
+
+
+def test_best_step_is_selected_on_the_named_tasks_only(tmp_path,
+                                                       frozen_checkpoint):
+  import json  # pylint: disable=g-import-not-at-top
+  path, params = frozen_checkpoint
+  tasks = ['taskless_offline_topic', 'taskless_offline_sentiment']
+  result = _train(tmp_path / 'run', path, _model(params), train_steps=2,
+                  eval_mode='decode', eval_mixture_or_task_name=tasks,
+                  eval_num_examples=8,
+                  selection_tasks=['taskless_offline_sentiment'])
+  best = json.loads((tmp_path / 'run' / 'best_prompt.json').read_text())
+  assert set(best['metrics']) == {'taskless_offline_sentiment'}
+  assert best['score'] == best['metrics']['taskless_offline_sentiment'][
+      'accuracy']
+  assert set(result.eval_history[-1]['metrics']) == set(tasks)
+  with pytest.raises(ValueError, match='not evaluated'):
+    _train(tmp_path / 'other', path, _model(params), train_steps=2,
+           eval_mode='decode', eval_num_examples=8,
+           selection_tasks=['taskless_offline_weekend'])
