@@ -13,7 +13,6 @@ Regenerate it (a few minutes on 2 CPU cores):
 which runs `python -m prompt_tuning.train` with `gin/embedded/pretrain.gin`
 and copies the exported checkpoint into the package.
 """
-import os
 import pathlib
 import shutil
 import subprocess

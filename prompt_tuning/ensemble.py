@@ -33,8 +33,6 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from absl import logging
 import jax
 import jax.numpy as jnp
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec
 import numpy as np
 
 from prompt_tuning import evaluation
@@ -96,21 +94,6 @@ def _check_batch_size(batch_size: int, mesh) -> None:
     raise ValueError(
         f'ensemble batch_size {batch_size} is not a multiple of the mesh data '
         f'axis size {mesh.shape["data"]}; expected a multiple.')
-
-
-def _jit(fn: Callable[..., Any], mesh, rules) -> Callable[..., Any]:
-  """jax.jit of `fn`; with a mesh: traced under its rules, replicated out."""
-  if mesh is None:
-    return jax.jit(fn)
-  rules = rules if rules is not None else (
-      partitioning.standard_logical_axis_rules())
-  jitted = jax.jit(fn, out_shardings=NamedSharding(mesh, PartitionSpec()))
-
-  def call(*args):
-    with partitioning.mesh_context(mesh, rules):
-      return jitted(*args)
-
-  return call
 
 
 def _bank_outputs(model: models.EncoderDecoderModel, num_prompts: int,
@@ -184,7 +167,7 @@ def make_ensemble_predict_fn(model: models.EncoderDecoderModel,
                        'CLASS_LABELS); got None.')
     label_ids = evaluation.label_token_ids(model.output_vocabulary,
                                            label_strings)
-  jitted = _jit(_bank_outputs(model, num_prompts, mode, decode_kwargs,
+  jitted = evaluation.jit_on_mesh(_bank_outputs(model, num_prompts, mode, decode_kwargs,
                               label_ids), mesh, rules)
 
   def predict_fn(dataset, params: PyTree, bank: Array, *,
@@ -689,7 +672,7 @@ def time_passes(model: models.EncoderDecoderModel,
                      'least 1 each.')
   decode_kwargs = evaluation.check_decode_kwargs(decode_kwargs)
   num_prompts = int(np.shape(bank)[0])
-  ensembled = _jit(_bank_outputs(model, num_prompts, 'decode', decode_kwargs,
+  ensembled = evaluation.jit_on_mesh(_bank_outputs(model, num_prompts, 'decode', decode_kwargs,
                                  None), mesh, rules)
 
   def single_fn(params, batch, prompt, rng):
@@ -697,7 +680,7 @@ def time_passes(model: models.EncoderDecoderModel,
     return model.predict_batch(params, batch, rng, prompt=prompt,
                                **decode_kwargs)
 
-  single = _jit(single_fn, mesh, rules)
+  single = evaluation.jit_on_mesh(single_fn, mesh, rules)
   if mesh is None:
     placed = [jax.device_put(b) for b in batches]
   else:

@@ -119,7 +119,7 @@ def _place(batch: Dict[str, np.ndarray], mesh) -> Dict[str, Any]:
   }
 
 
-def _jit(fn: Callable[..., Any], mesh, rules) -> Callable[..., Any]:
+def jit_on_mesh(fn: Callable[..., Any], mesh, rules) -> Callable[..., Any]:
   """jax.jit of `fn`; with a mesh: traced under its rules, replicated out."""
   if mesh is None:
     return jax.jit(fn)
@@ -273,8 +273,8 @@ def make_predict_fn(model: Any,
     return model.predict_batch(params, batch, rng, prompt=prompt,
                                return_scores=True, **decode_kwargs)
 
-  jitted = {False: _jit(predict, mesh, rules),
-            True: _jit(predict_with_scores, mesh, rules)}
+  jitted = {False: jit_on_mesh(predict, mesh, rules),
+            True: jit_on_mesh(predict_with_scores, mesh, rules)}
 
   def predict_fn(dataset: tf.data.Dataset, params: PyTree, *,
                  prompt: Optional[Array] = None, rng: Optional[Array] = None,
@@ -327,7 +327,7 @@ def make_score_fn(model: Any,
     # [B, T], [B, U] -> [B]
     return model.score_batch(params, batch, prompt=prompt)
 
-  jitted = _jit(score, mesh, rules)
+  jitted = jit_on_mesh(score, mesh, rules)
 
   def score_fn(dataset: tf.data.Dataset, params: PyTree, *,
                prompt: Optional[Array] = None,
@@ -415,7 +415,7 @@ def rank_classification_predict_fn(model: Any,
     # [B, T], [C, U] -> [B, C]
     return model.rank_classify(params, batch, label_ids, prompt=prompt)
 
-  jitted = _jit(rank, mesh, rules)
+  jitted = jit_on_mesh(rank, mesh, rules)
 
   def predict_fn(dataset: tf.data.Dataset, params: PyTree, *,
                  prompt: Optional[Array] = None, description: str = 'rank',

@@ -8,7 +8,7 @@ The parameter tree is flaxformer's (`token_embedder`, `encoder/layers_N/...`,
 entry points are `encode`, `decode` and `__call__`.
 """
 import dataclasses
-from typing import Any, Optional, Tuple
+from typing import Any, Tuple
 
 import flax.linen as nn
 import jax

@@ -16,7 +16,6 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import optax
 import pytest
 
