@@ -32,7 +32,8 @@ setuptools.setup(
     package_data={
         'prompt_tuning.gin': _gin_files(),
         'prompt_tuning.tasks': ['data/*'],
-        'prompt_tuning': ['data/**/*'],
+        # '.*' too: every zarr array of the shipped checkpoint has a .zarray.
+        'prompt_tuning': ['data/**/*', 'data/**/.*'],
     },
     install_requires=[
         'jax>=0.4.30',
