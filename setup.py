@@ -58,7 +58,8 @@ setuptools.setup(
         'matplotlib',
     ],
     extras_require={
-        'test': ['pytest', 'pytest-xdist'],
+        # wheel: tests/test_packaging.py builds a wheel without build isolation.
+        'test': ['pytest', 'pytest-xdist', 'wheel'],
         # Only for the side-by-side comparisons against HF transformers and
         # PEFT; torch 2.13.0 is the CPU build, any other spec pulls CUDA
         # packages.
