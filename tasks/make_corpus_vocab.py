@@ -14,15 +14,14 @@ Usage:
     python -m prompt_tuning.tasks.make_corpus_vocab            # rewrite it
     python -m prompt_tuning.tasks.make_corpus_vocab --output=/tmp/spm.model
 """
-import io
 from typing import Sequence
 
 from absl import app
 from absl import flags
 from absl import logging
-import sentencepiece as spm
 
 from prompt_tuning.tasks import corpus
+from prompt_tuning.tasks import vocab
 
 # 256 byte pieces + pad, eos, unk + 765 learned pieces; seqio adds 100 extra
 # ids on top (1124 in all).
@@ -43,9 +42,7 @@ def train_vocabulary(texts: Sequence[str],
   there, with label targets of up to 5 pieces (BPE 1024: at most 2, the word
   and the period).
 
-  NOTE: normalisation is 'identity' (no NFKC, no case folding) and byte
-  fallback is on, so decoding the ids of any text gives the text back
-  exactly, as long as it has no leading, trailing or repeated spaces.
+  See `vocab.train_bpe_model` for the deterministic settings.
 
   Args:
     texts: training documents, used all and in the given order.
@@ -55,21 +52,7 @@ def train_vocabulary(texts: Sequence[str],
     The serialised model (what `SentencePieceProcessor(model_proto=...)` and
     `seqio.SentencePieceVocabulary` read).
   """
-  model = io.BytesIO()
-  spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(texts),
-      model_writer=model,
-      model_type='bpe',
-      vocab_size=vocab_size,
-      character_coverage=1.0,
-      normalization_rule_name='identity',
-      byte_fallback=True,
-      pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
-      input_sentence_size=0,  # all sentences
-      shuffle_input_sentence=False,
-      num_threads=1,
-      minloglevel=2)
-  return model.getvalue()
+  return vocab.train_bpe_model(texts, vocab_size)
 
 
 def vocabulary_texts() -> list:

@@ -14,7 +14,9 @@ Storage. Point the variable at a local copy to run without GCS access:
 asking for `vocab_size`), never at construction, so importing this module (and
 registering the tasks) neither opens the file nor touches the network.
 """
+import io
 import os
+from typing import Sequence
 
 import seqio
 
@@ -52,3 +54,41 @@ def output_features(
 
 T5_VOCABULARY = t5_vocabulary()
 T5_OUTPUT_FEATURES = output_features(T5_VOCABULARY)
+
+
+def train_bpe_model(texts: Sequence[str], vocab_size: int) -> bytes:
+  """Trains a BPE SentencePiece model deterministically; returns its bytes.
+
+  Used for the vocabularies this project makes itself (the offline suite's
+  and the synthetic corpus'): T5's special ids (pad 0, eos 1, unk 2, no bos),
+  one thread, every text in the given order, no shuffling, so the same texts
+  give the same bytes.
+
+  NOTE: normalisation is 'identity' (no NFKC, no case folding) and byte
+  fallback is on, so decoding the ids of any text gives the text back
+  exactly, as long as it has no leading, trailing or repeated spaces.
+
+  Args:
+    texts: training texts, used all and in the given order.
+    vocab_size: number of pieces, including pad, eos and unk.
+
+  Returns:
+    The serialised model (what `SentencePieceProcessor(model_proto=...)` and
+    `seqio.SentencePieceVocabulary` read).
+  """
+  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+  model = io.BytesIO()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(texts),
+      model_writer=model,
+      model_type='bpe',
+      vocab_size=vocab_size,
+      character_coverage=1.0,
+      normalization_rule_name='identity',
+      byte_fallback=True,
+      pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+      input_sentence_size=0,  # all sentences
+      shuffle_input_sentence=False,
+      num_threads=1,
+      minloglevel=2)
+  return model.getvalue()
