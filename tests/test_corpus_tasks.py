@@ -211,3 +211,18 @@ def test_pretraining_never_presents_downstream_pairs(span_examples,
   assert corpus.pretraining_texts(1)[0] in everything
   leaked = [x for x in inputs if x in everything]
   assert not leaked, f'{len(leaked)} downstream inputs in pretraining'
+
+
+@pytest.mark.parametrize('gin_file, bindings', [
+    ('corpus/pretrain_span_corruption.gin', []),
+    ('corpus/lm_adapt.gin', ["--gin.INITIAL_CHECKPOINT_PATH='/ckpt/checkpoint_1'"]),
+    ('corpus/prompt_tune.gin', ["--gin.INITIAL_CHECKPOINT_PATH='/ckpt/checkpoint_1'"]),
+])
+def test_corpus_pretraining_configs_pass_the_dry_run(gin_file, bindings):
+  from prompt_tuning import dry_run  # pylint: disable=g-import-not-at-top
+  config = dry_run.config_from_args(
+      [f'--gin_file={gin_file}', "--gin.MODEL_DIR='/tmp/corpus_dry_run'",
+       '--num_devices=1', *bindings])
+  estimates, failures = dry_run.run_configs([config])
+  assert not failures, failures
+  assert estimates[0].total_bytes > 0
