@@ -92,8 +92,9 @@ def _read_bytes(path: str) -> bytes:
     return f.read()
 
 
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-  """Writes `data` to a temporary sibling of `path`, then renames it."""
+def atomic_write_bytes(path: str, data: bytes) -> None:
+  """Writes `data` to a temporary sibling of `path`, then renames it, so the
+  file is never seen half-written; local paths and gs://."""
   tmp = f'{path}.tmp-{uuid.uuid4().hex[:8]}'
   if _is_gcs(path):
     gfile = _gfile()
@@ -832,7 +833,7 @@ def save_hf_safetensors(params: PyTree, path: PathLike) -> None:
   for alias in _HF_EMBED_ALIASES:
     tensors[alias] = tensors['shared.weight']
   data = safetensors.numpy.save(tensors, metadata={'format': 'pt'})
-  _atomic_write_bytes(path, data)
+  atomic_write_bytes(path, data)
 
 
 # ---------------------------------------------------------------------------
@@ -847,7 +848,7 @@ def save_prompt(prompt: Any, path: PathLike) -> None:
   """
   buffer = io.BytesIO()
   np.save(buffer, np.asarray(prompt), allow_pickle=False)
-  _atomic_write_bytes(os.fspath(path), buffer.getvalue())
+  atomic_write_bytes(os.fspath(path), buffer.getvalue())
 
 
 def load_prompt(path: PathLike,

@@ -454,23 +454,10 @@ def _append_text(path: str, text: str) -> None:
     if tf.io.gfile.exists(path):
       with tf.io.gfile.GFile(path, 'r') as f:
         old = f.read()
-    _write_text_atomic(path, old + text)
+    checkpoints.atomic_write_bytes(path, (old + text).encode())
     return
   with open(path, 'a') as f:
     f.write(text)
-
-
-def _write_text_atomic(path: str, text: str) -> None:
-  """Writes `text` to a temporary sibling of `path`, then renames it."""
-  tmp = f'{path}.tmp-{os.getpid()}-{time.time_ns()}'
-  try:
-    with tf.io.gfile.GFile(tmp, 'w') as f:
-      f.write(text)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-  except BaseException:
-    if tf.io.gfile.exists(tmp):
-      tf.io.gfile.remove(tmp)
-    raise
 
 
 def scalar_metrics(metrics: Mapping[str, Any]) -> Dict[str, float]:
@@ -939,8 +926,9 @@ class BestCheckpointTracker:
       if prompt is not None:
         checkpoints.save_prompt(np.asarray(prompt), self.prompt_path)
       record = {'step': step, 'score': score, 'metrics': self.best_metrics}
-      _write_text_atomic(self.json_path,
-                         json.dumps(record, indent=2, sort_keys=True) + '\n')
+      checkpoints.atomic_write_bytes(
+          self.json_path,
+          (json.dumps(record, indent=2, sort_keys=True) + '\n').encode())
     return True
 
 

@@ -29,7 +29,6 @@ import pathlib
 import sys
 import tokenize
 from typing import Any, Callable, List, Optional, Sequence, Union
-import uuid
 
 from absl import app
 from absl import flags
@@ -299,31 +298,17 @@ def summarize_gin_config(model_dir: str,
   for line in config_str.splitlines():
     logging.info('%s', line)
   path = os.path.join(model_dir, 'config.gin')
-  _atomic_write_text(path, config_str)
+  from prompt_tuning import checkpoints  # pylint: disable=g-import-not-at-top
+  if model_dir.startswith('gs://'):
+    from tensorflow.io import gfile  # pylint: disable=g-import-not-at-top
+    gfile.makedirs(model_dir)
+  else:
+    os.makedirs(model_dir, exist_ok=True)
+  checkpoints.atomic_write_bytes(path, config_str.encode())
   if summary_writer is not None:
     summary_writer.write_texts(step, {'config': gin.markdown(config_str)})
     summary_writer.flush()
   return path
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-  """Writes `text` to a temporary sibling of `path`, then renames it."""
-  tmp = f'{path}.tmp-{uuid.uuid4().hex[:8]}'
-  if path.startswith('gs://'):
-    from tensorflow.io import gfile  # pylint: disable=g-import-not-at-top
-    gfile.makedirs(os.path.dirname(path))
-    with gfile.GFile(tmp, 'w') as f:
-      f.write(text)
-    gfile.rename(tmp, path, overwrite=True)
-    return
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  try:
-    with open(tmp, 'w') as f:
-      f.write(text)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 # ---------------------------------------------------------------------------

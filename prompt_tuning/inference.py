@@ -97,13 +97,6 @@ def example_texts(example: Mapping[str, Any]) -> Tuple[str, str]:
           example.get('targets_pretokenized', b'').decode())
 
 
-def _examples(task, split: str, feature_lengths: Mapping[str, int],
-              num_examples: Optional[int]):
-  """(texts [(inputs, targets)], converted tf.data dataset of (i, features))."""
-  examples, indexed = task_examples(task, split, feature_lengths, num_examples)
-  return [example_texts(ex) for ex in examples], indexed
-
-
 def load_prompt_bank(prompt_files: Sequence[str],
                      flag: str = 'prompt_files') -> np.ndarray:
   """Stacks `.npy` prompts `[P, H]` into a bank `[N, P, H]`, in order.
@@ -146,13 +139,10 @@ def _write_jsonl(records: Sequence[Mapping[str, Any]], output_file: str) -> None
   """JSON lines, written to a temporary sibling and renamed (process 0)."""
   if jax.process_index() != 0:
     return
-  directory = os.path.dirname(os.path.abspath(output_file))
-  os.makedirs(directory, exist_ok=True)
-  temporary = output_file + '.tmp'
-  with open(temporary, 'w') as f:
-    for record in records:
-      f.write(json.dumps(record) + '\n')
-  os.replace(temporary, output_file)
+  os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
+  checkpoints.atomic_write_bytes(
+      output_file,
+      ''.join(json.dumps(record) + '\n' for record in records).encode())
 
 
 def infer(*,
@@ -185,7 +175,8 @@ def infer(*,
   task = task_utils.get_mixture_or_task(mixture_or_task_name)
   setup = trainer.setup_model(model, initial_checkpoint_path, assignment_map,
                               seed, mesh_config)
-  texts, dataset = _examples(task, split, feature_lengths, num_examples)
+  examples, dataset = task_examples(task, split, feature_lengths, num_examples)
+  texts = [example_texts(example) for example in examples]
   if mode == 'predict':
     outputs = evaluation.make_predict_fn(
         model, decode_kwargs, batch_size=batch_size, mesh=setup.mesh,

@@ -143,9 +143,9 @@ def export_peft(prompt: Any, out_dir: str, *,
   os.makedirs(out_dir, exist_ok=True)
   weights = safetensors.numpy.save(
       {WEIGHTS_KEY: np.ascontiguousarray(prompt)}, metadata={'format': 'pt'})
-  checkpoints._atomic_write_bytes(  # pylint: disable=protected-access
+  checkpoints.atomic_write_bytes(
       os.path.join(out_dir, WEIGHTS_FILE), weights)
-  checkpoints._atomic_write_bytes(  # pylint: disable=protected-access
+  checkpoints.atomic_write_bytes(
       os.path.join(out_dir, CONFIG_FILE),
       (json.dumps(config, indent=2, sort_keys=True) + '\n').encode())
   logging.info('wrote a PEFT prompt-tuning adapter [%d, %d] to %s',
