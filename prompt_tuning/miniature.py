@@ -102,8 +102,8 @@ class Plan:
   sizes: Tuple[str, ...] = embedded.SIZES
   # The model of the ensemble and of the training-set-size control.
   main_size: str = embedded.DEFAULT_SIZE
-  seeds: int = 3
-  train_steps: int = 300
+  seeds: int = 2
+  train_steps: int = 200
   eval_examples: Optional[int] = None  # None: the whole validation split
   prompt_lengths: Tuple[int, ...] = (1, 5, 20, 100)
   inits: Tuple[str, ...] = INITS
@@ -115,7 +115,7 @@ class Plan:
 
 
 FULL = Plan()
-QUICK = Plan(sizes=('tiny', 'small'), seeds=1, train_steps=150,
+QUICK = Plan(sizes=('tiny', 'small'), seeds=1, train_steps=100,
              eval_examples=200, prompt_lengths=(1, 20),
              inits=('random_uniform', 'from_class_labels'),
              objectives=(('span_corruption', False),
@@ -191,16 +191,22 @@ def train_run(plan: Plan, run: Run, output_dir: str) -> Dict[str, Any]:
   """Trains one run in this process (unless it finished before).
 
   Returns:
-    {'run': the setting, 'model_dir', 'score' (final validation accuracy),
-    'seconds'}, also in MODEL_DIR/miniature.json.
+    {'run': the setting, 'model_dir', 'score' (final validation accuracy,
+    %), 'seconds'}, also in MODEL_DIR/miniature.json.
   """
   import gin  # pylint: disable=g-import-not-at-top
   from prompt_tuning import gin_utils  # pylint: disable=g-import-not-at-top
   from prompt_tuning import trainer  # pylint: disable=g-import-not-at-top
   model_dir = os.path.join(output_dir, 'runs', run.name)
   record_path = pathlib.Path(model_dir) / RUN_FILE
+  budget = {'train_steps': plan.train_steps,
+            'eval_examples': plan.eval_examples, 'task': plan.task}
   if record_path.exists():
-    return json.loads(record_path.read_text())
+    record = json.loads(record_path.read_text())
+    if record.get('budget') == budget:
+      return record
+    raise ValueError(f'{model_dir} holds a run with {record.get("budget")}, '
+                     f'not {budget}; use another --output_dir')
   files, bindings = gin_arguments(plan, run, model_dir)
   logging.info('miniature run %s', run.name)
   start = time.time()
@@ -213,7 +219,7 @@ def train_run(plan: Plan, run: Run, output_dir: str) -> Dict[str, Any]:
   final = result.eval_history[-1]['metrics']
   (metrics,) = final.values()
   record = {'run': dataclasses.asdict(run), 'name': run.name,
-            'model_dir': model_dir, 'score': float(metrics['accuracy']),
+            'budget': budget, 'model_dir': model_dir, 'score': float(metrics['accuracy']),
             'seconds': time.time() - start}
   from prompt_tuning import checkpoints  # pylint: disable=g-import-not-at-top
   checkpoints.atomic_write_bytes(
@@ -258,8 +264,8 @@ def run_ensemble(plan: Plan, records: Sequence[Mapping[str, Any]],
 
 
 def _stat(records: Sequence[Mapping[str, Any]]) -> Tuple[float, float, int]:
-  """Mean and sample std (0 for one run) of the scores, in percent."""
-  scores = [100.0 * r['score'] for r in records]
+  """Mean and sample std (0 for one run) of the scores (%)."""
+  scores = [r['score'] for r in records]
   std = statistics.stdev(scores) if len(scores) > 1 else 0.0
   return statistics.fmean(scores), std, len(scores)
 
@@ -388,7 +394,7 @@ def findings(plan: Plan, records: Sequence[Mapping[str, Any]],
   if ensemble_report:
     def accuracy(metrics):
       (task_metrics,) = metrics.values()
-      return 100.0 * task_metrics['accuracy']
+      return task_metrics['accuracy']
     rows.append(('Table 3: the ensemble beats the average and the best of '
                  'its prompts',
                  f'average {accuracy(ensemble_report["average"]):.1f}, best '
@@ -439,7 +445,7 @@ def run_miniature(plan: Plan, output_dir: str) -> Dict[str, str]:
   for i, run in enumerate(unique):
     print(f'[{i + 1}/{len(unique)}] {run.name}', flush=True)
     records[run] = train_run(plan, run, output_dir)
-    print(f'    accuracy {100 * records[run]["score"]:.1f}%  '
+    print(f'    accuracy {records[run]["score"]:.1f}%  '
           f'({records[run]["seconds"]:.0f} s; '
           f'{time.time() - start:.0f} s so far)', flush=True)
   all_records = list(records.values())
@@ -453,9 +459,12 @@ def run_miniature(plan: Plan, output_dir: str) -> Dict[str, str]:
         plan, [records[r] for r in experiments['ensemble']], output_dir)
     paths.append(ensemble_path)
     ensemble_report = json.loads(pathlib.Path(ensemble_path).read_text())
-  written = report.write_report(list(dict.fromkeys(paths)), output_dir)
-
-  sections = [pathlib.Path(written['report']).read_text()]
+  if paths:
+    written = report.write_report(list(dict.fromkeys(paths)), output_dir)
+    sections = [pathlib.Path(written['report']).read_text()]
+  else:
+    written = {'report': os.path.join(output_dir, report.REPORT_FILE)}
+    sections = ['# Prompt-tuning report\n']
   if 'data_size' in experiments:
     size_records = [records[r] for r in experiments['data_size']]
     figure = f'data_size_corpus_{plan.task}.png'
@@ -495,20 +504,19 @@ def run_miniature(plan: Plan, output_dir: str) -> Dict[str, str]:
   return written
 
 
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', None,
-                                  'Where the runs and the report go.')
-_QUICK = flags.DEFINE_bool('quick', False,
-                           'The smaller plan (QUICK), for checks.')
-_SIZES = flags.DEFINE_list('sizes', None, 'Override the plan\'s model sizes.')
-_SEEDS = flags.DEFINE_integer('seeds', None, 'Override the number of seeds.')
-_TRAIN_STEPS = flags.DEFINE_integer('train_steps', None,
-                                    'Override the steps of every run.')
-_EVAL_EXAMPLES = flags.DEFINE_integer(
-    'eval_examples', None, 'Evaluate on this many validation examples.')
-_EXPERIMENTS = flags.DEFINE_list(
-    'experiments', None, f'Run only these of {list(EXPERIMENTS)}.')
-_TASK = flags.DEFINE_string('task', None,
-                            'The downstream task (topic, sentiment, author).')
+def define_flags() -> None:
+  """The command's flags (defined only when it runs)."""
+  flags.DEFINE_string('output_dir', None, 'Where the runs and the report go.')
+  flags.DEFINE_bool('quick', False, 'The smaller plan (QUICK), for checks.')
+  flags.DEFINE_list('sizes', None, "Override the plan's model sizes.")
+  flags.DEFINE_integer('seeds', None, 'Override the number of seeds.')
+  flags.DEFINE_integer('train_steps', None, 'Override the steps of every run.')
+  flags.DEFINE_integer('eval_examples', None,
+                       'Evaluate on this many validation examples.')
+  flags.DEFINE_list('experiments', None,
+                    f'Run only these of {list(EXPERIMENTS)}.')
+  flags.DEFINE_string('task', None,
+                      'The downstream task (topic, sentiment, author).')
 
 
 def plan_from_flags() -> Plan:
@@ -518,46 +526,48 @@ def plan_from_flags() -> Plan:
     app.UsageError: an unknown size, experiment or task.
   """
   from prompt_tuning.tasks import corpus_tasks  # pylint: disable=g-import-not-at-top
-  plan = QUICK if _QUICK.value else FULL
+  values = flags.FLAGS
+  plan = QUICK if values.quick else FULL
   overrides = {}
-  if _SIZES.value:
-    unknown = set(_SIZES.value) - set(embedded.SIZES)
+  if values.sizes:
+    unknown = set(values.sizes) - set(embedded.SIZES)
     if unknown:
       raise app.UsageError(f'--sizes: unknown {sorted(unknown)}; expected '
                            f'some of {list(embedded.SIZES)}')
-    overrides['sizes'] = tuple(_SIZES.value)
-  if _EXPERIMENTS.value:
-    unknown = set(_EXPERIMENTS.value) - set(EXPERIMENTS)
+    overrides['sizes'] = tuple(values.sizes)
+  if values.experiments:
+    unknown = set(values.experiments) - set(EXPERIMENTS)
     if unknown:
       raise app.UsageError(f'--experiments: unknown {sorted(unknown)}; '
                            f'expected some of {list(EXPERIMENTS)}')
-    overrides['experiments'] = tuple(_EXPERIMENTS.value)
-  if _TASK.value:
-    if _TASK.value not in corpus_tasks.CORPUS_LABELS:
-      raise app.UsageError(f'--task: unknown {_TASK.value!r}; expected one '
+    overrides['experiments'] = tuple(values.experiments)
+  if values.task:
+    if values.task not in corpus_tasks.CORPUS_LABELS:
+      raise app.UsageError(f'--task: unknown {values.task!r}; expected one '
                            f'of {sorted(corpus_tasks.CORPUS_LABELS)}')
-    overrides['task'] = _TASK.value
-  for name, flag in (('seeds', _SEEDS), ('train_steps', _TRAIN_STEPS),
-                     ('eval_examples', _EVAL_EXAMPLES)):
-    if flag.value is not None:
-      if flag.value < 1:
-        raise app.UsageError(f'--{name} is {flag.value}; expected >= 1')
-      overrides[name] = flag.value
+    overrides['task'] = values.task
+  for name in ('seeds', 'train_steps', 'eval_examples'):
+    value = getattr(values, name)
+    if value is not None:
+      if value < 1:
+        raise app.UsageError(f'--{name} is {value}; expected >= 1')
+      overrides[name] = value
   return dataclasses.replace(plan, **overrides)
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  if not _OUTPUT_DIR.value:
+  if not flags.FLAGS.output_dir:
     raise app.UsageError('--output_dir is required')
   logging.set_verbosity(logging.WARNING)
   plan = plan_from_flags()
-  written = run_miniature(plan, _OUTPUT_DIR.value)
+  written = run_miniature(plan, flags.FLAGS.output_dir)
   print(pathlib.Path(written['report']).read_text())
   for name, path in sorted(written.items()):
     print(f'{name}: {path}')
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -1187,26 +1187,29 @@ def write_report(paths: Sequence[str], output_dir: str, *,
   return written
 
 
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', None,
-                                  'Where report.md and the PNGs go.')
-_FIGURES = flags.DEFINE_bool('figures', True,
-                             'Draw the figures (needs matplotlib).')
+def define_flags() -> None:
+  """The command's flags (defined only when it runs, so that importing this
+  module as a library defines none)."""
+  flags.DEFINE_string('output_dir', None, 'Where report.md and the PNGs go.')
+  flags.DEFINE_bool('figures', True, 'Draw the figures (needs matplotlib).')
 
 
 def main(argv: Sequence[str]) -> None:
-  if not _OUTPUT_DIR.value:
+  output_dir, figures = flags.FLAGS.output_dir, flags.FLAGS.figures
+  if not output_dir:
     raise app.UsageError('--output_dir is required')
-  if _FIGURES.value:
+  if figures:
     try:
       import matplotlib  # pylint: disable=g-import-not-at-top,unused-import
     except ImportError as e:
       raise app.UsageError('figures need matplotlib: pip install matplotlib '
                            '(or pass --nofigures)') from e
-  written = write_report(argv[1:], _OUTPUT_DIR.value, figures=_FIGURES.value)
+  written = write_report(argv[1:], output_dir, figures=figures)
   print((pathlib.Path(written['report'])).read_text())
   for name, path in sorted(written.items()):
     print(f'{name}: {path}')
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

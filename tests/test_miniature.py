@@ -75,7 +75,7 @@ def test_gin_arguments_name_the_task_and_checkpoint(run, expected, tmp_path):
     assert files[0] == 'corpus/from_scratch.gin'
 
 
-def _record(method, size='small', score=0.5, **setting):
+def _record(method, size='small', score=50.0, **setting):
   run = dataclasses.asdict(miniature.Run(method=method, size=size, **setting))
   return {'run': run, 'score': score, 'seconds': 1.0}
 
@@ -85,14 +85,14 @@ def test_findings_state_the_measured_differences():
                              experiments=('figure1', 'init', 'data_size'),
                              data_size_train_sizes=(32,))
   records = [
-      _record('prompt tuning', 'tiny', 0.40),
-      _record('model tuning', 'tiny', 0.90),
-      _record('prompt tuning', 'small', 0.80),
-      _record('prompt tuning', 'small', 0.90, seed=1),
-      _record('model tuning', 'small', 0.95),
-      _record('prompt tuning', 'small', 0.60, init='random_uniform'),
-      _record('from scratch', 'small', 0.30, train_size=32),
-      _record('prompt tuning', 'small', 0.70, train_size=32),
+      _record('prompt tuning', 'tiny', 40.0),
+      _record('model tuning', 'tiny', 90.0),
+      _record('prompt tuning', 'small', 80.0),
+      _record('prompt tuning', 'small', 90.0, seed=1),
+      _record('model tuning', 'small', 95.0),
+      _record('prompt tuning', 'small', 60.0, init='random_uniform'),
+      _record('from scratch', 'small', 30.0, train_size=32),
+      _record('prompt tuning', 'small', 70.0, train_size=32),
   ]
   text = miniature.findings(plan, records, None)
   # Figure 1: tiny 40 - 90, small mean(80, 90) - 95.
@@ -135,11 +135,11 @@ def test_tiny_miniature_end_to_end(tmp_path):
                   'Training-set size', 'The miniature against the paper',
                   'Run time'):
     assert heading in report
-  # Every setting ran once and has a score in [0, 1].
+  # Every setting ran once and has a score in [0, 100].
   assert len(summary['runs']) == len(_unique(plan)) == 7
   names = [r['name'] for r in summary['runs']]
   assert len(names) == len(set(names))
-  assert all(0.0 <= r['score'] <= 1.0 for r in summary['runs'])
+  assert all(0.0 <= r['score'] <= 100.0 for r in summary['runs'])
   assert any(r['run']['sentinel'] for r in summary['runs'])
   # The + sentinel runs are drawn in the task's figure, not a task of their
   # own.
