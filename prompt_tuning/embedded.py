@@ -7,8 +7,9 @@ Two families live under `prompt_tuning/data/`, as t5x checkpoints:
   synthetic corpus (`prompt_tuning.tasks.corpus`), like T5 1.1 LM-adapted:
   span corruption from scratch, then LM adaptation (prefix LM) continuing
   from it. They never see a downstream task's input -> label pairs, so a
-  prompt has to elicit the task. Three sizes (`SIZES`, d_model 32/64/128,
-  2+2 layers) and the paper's kinds of frozen model (`KINDS`):
+  prompt has to elicit the task. Two sizes (`SIZES`: `tiny`, d_model 32,
+  and `small`, d_model 128, both 2+2 layers) and the paper's kinds of frozen
+  model (`KINDS`):
 
   | kind               | training                                          |
   |--------------------|---------------------------------------------------|
@@ -44,14 +45,14 @@ DATA_DIR = pathlib.Path(__file__).parent / 'data'
 CHECKPOINT_DIR = DATA_DIR / 'embedded_t5'
 CORPUS_DIR = DATA_DIR / 'corpus_t5'
 
-SIZES = ('tiny', 'mini', 'small')
+SIZES = ('tiny', 'small')
 KINDS = ('span_corruption', 'lm_adapted_short', 'lm_adapted_long')
 DEFAULT_SIZE = 'small'
 DEFAULT_KIND = 'lm_adapted_long'
 # Training steps of each stage (batch 32; LM adaptation counts from the
 # span-corruption checkpoint, as T5 1.1 LM-adapted's extra steps do).
 STAGE_STEPS = {'span_corruption': 1500, 'lm_adapted_short': 300,
-               'lm_adapted_long': 1500}
+               'lm_adapted_long': 1000}
 
 
 def _latest(directory: pathlib.Path, what: str) -> str:
