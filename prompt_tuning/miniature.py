@@ -24,7 +24,8 @@ from_scratch}.gin` plus `corpus/sizes/<size>.gin`), each in its own
 `prompt_tuning.ensemble`'s. A run that finished before (its `miniature.json`
 exists) is not run again, so an interrupted miniature resumes. Unless stated,
 a run uses the main job's settings: the small model, LM adaptation (long),
-a 20-token class-label prompt, Adafactor (learning rate 0.3 for prompts,
+a 20-token class-label prompt (a prompt shorter than the label set starts
+from its first labels), Adafactor (learning rate 0.3 for prompts,
 0.001 for model tuning, 0.01 from scratch), batch 32, `plan.train_steps`
 steps, decoding (exact match) on the validation split at the end.
 
@@ -103,7 +104,7 @@ class Plan:
   # The model of the ensemble and of the training-set-size control.
   main_size: str = embedded.DEFAULT_SIZE
   seeds: int = 2
-  train_steps: int = 200
+  train_steps: int = 100
   eval_examples: Optional[int] = None  # None: the whole validation split
   prompt_lengths: Tuple[int, ...] = (1, 5, 20, 100)
   inits: Tuple[str, ...] = INITS
@@ -115,7 +116,7 @@ class Plan:
 
 
 FULL = Plan()
-QUICK = Plan(sizes=('tiny', 'small'), seeds=1, train_steps=100,
+QUICK = Plan(sizes=('tiny', 'small'), seeds=1, train_steps=50,
              eval_examples=200, prompt_lengths=(1, 20),
              inits=('random_uniform', 'from_class_labels'),
              objectives=(('span_corruption', False),
@@ -182,6 +183,10 @@ def gin_arguments(plan: Plan, run: Run, model_dir: str
     labels = list(corpus_tasks.CORPUS_LABELS[plan.task])
     bindings += [f'PROMPT_LENGTH = {run.prompt_length}',
                  f'CLASS_LABELS = {labels!r}',
+                 # A prompt shorter than the label set starts from its first
+                 # labels (the initialiser refuses labels that do not fit).
+                 'prompts.from_class_labels.class_labels = '
+                 f'{labels[:run.prompt_length]!r}',
                  'trainer.train.eval_before_training = False',
                  'trainer.train.eval_zero_shot = False']
   return files, bindings
