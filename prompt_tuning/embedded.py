@@ -25,7 +25,8 @@ Two families live under `prompt_tuning/data/`, as t5x checkpoints:
   it knows, so it shows the mechanics quickly (the demo configs under
   `gin/embedded/` use it), not the method.
 
-Regenerate (2 CPU cores: about 25 minutes for `small`, less for the others):
+Regenerate (measured on 2 shared CPU cores: about an hour for `small`, half
+an hour for `tiny`):
 
     python -m prompt_tuning.embedded --model=small --work_dir=/tmp/pretrain
     python -m prompt_tuning.embedded --model=prefixed --work_dir=/tmp/prefixed
