@@ -16,8 +16,15 @@ What each method becomes (`reduce`), in order:
 - `checkpoint/`: a t5x checkpoint of the frozen model's parameters, when
   training changed them (LoRA merged, norm-scale or model tuning).
 
-`serving_model` and `Export.assignment_map` give what `inference.evaluate`
-and `inference.infer` need to load an export back.
+and `serve.gin`, the gin bindings that load the export back: include it
+after an eval or infer config, e.g.
+
+    python -m prompt_tuning.eval --gin_file=embedded/prompt_eval.gin \
+      --gin_file=/tmp/run/export/serve.gin \
+      --gin.EVAL_OUTPUT_DIR="'/tmp/run/eval_export'"
+
+In Python, `serving_model` and `Export.assignment_map` give what
+`inference.evaluate` and `inference.infer` need.
 """
 import dataclasses
 import os
@@ -38,6 +45,7 @@ PyTree = Any
 PROMPT_FILE = 'prompt.npy'
 METHOD_PARAMS_FILE = 'method_params.safetensors'
 CHECKPOINT_DIR = 'checkpoint'
+SERVE_GIN = 'serve.gin'
 PROMPT_PARAM = 'encoder/prompt/prompt/prompt'
 # Parameters that methods add (the frozen checkpoint has none of them).
 METHOD_REGEXES = (methods_lib.PROMPT_REGEX, methods_lib.PREFIX_REGEX,
@@ -190,7 +198,7 @@ class Export:
       (serve with the original checkpoint).
     methods: what the serving model plugs in (its `params_file` set), or None.
     prompt_length: the serving model's prompt length.
-    num_bytes: total size of the files written.
+    num_bytes: total size of the files written (`serve.gin` aside).
   """
   directory: str
   prompt_file: Optional[str]
@@ -264,11 +272,66 @@ def export(model: models.EncoderDecoderModel, params: PyTree,
                                   if not is_method_param(n)}),
                          checkpoint, overwrite=True)
     written.append(checkpoint)
-  return Export(directory=output_dir, prompt_file=prompt_file,
-                method_params_file=method_params_file, checkpoint=checkpoint,
-                methods=methods,
-                prompt_length=module.prompt_length if prompt_file else 0,
-                num_bytes=sum(_size(p) for p in written))
+  exported = Export(
+      directory=output_dir, prompt_file=prompt_file,
+      method_params_file=method_params_file, checkpoint=checkpoint,
+      methods=methods,
+      prompt_length=module.prompt_length if prompt_file else 0,
+      num_bytes=sum(_size(p) for p in written))
+  checkpoints.atomic_write_bytes(os.path.join(output_dir, SERVE_GIN),
+                                 serving_gin(exported).encode())
+  return exported
+
+
+def _gin_value(value: Any) -> str:
+  return repr(value)
+
+
+def serving_gin(exported: Export) -> str:
+  """Gin bindings that serve `exported` with the eval and infer configs
+  (`runs/prompt_eval.gin`, `runs/prompt_infer.gin`): its prompt, its
+  checkpoint, its methods and the matching assignment maps."""
+  lines = [
+      '# Serves the export in this directory. Include it after an eval or '
+      'infer config,',
+      '# e.g. --gin_file=embedded/prompt_eval.gin '
+      f'--gin_file={os.path.join(exported.directory, SERVE_GIN)}',
+      'from __gin__ import dynamic_registration', '',
+      'from prompt_tuning import inference',
+      'from prompt_tuning import methods',
+      'from prompt_tuning import prompts',
+      'from prompt_tuning import t5', '']
+  if exported.prompt_file:
+    lines += [f'PROMPT_LENGTH = {exported.prompt_length}',
+              f'PROMPT_FILE = {_gin_value(os.path.abspath(exported.prompt_file))}',
+              't5.Transformer.prompt_length = %PROMPT_LENGTH',
+              't5.Transformer.prompt_init = @prompts.from_file()',
+              'prompts.from_file.path = %PROMPT_FILE']
+  else:
+    lines += ['PROMPT_LENGTH = 0', 'PROMPT_FILE = None',
+              't5.Transformer.prompt_length = 0']
+  if exported.checkpoint:
+    lines.append('INITIAL_CHECKPOINT_PATH = '
+                 f'{_gin_value(os.path.abspath(exported.checkpoint))}')
+  if exported.methods is None:
+    lines.append('t5.Transformer.methods = None')
+  else:
+    lines += ['t5.Transformer.methods = @methods.Methods()',
+              'methods.Methods.params_file = '
+              f'{_gin_value(os.path.abspath(exported.methods.params_file))}']
+    for field in dataclasses.fields(exported.methods):
+      config = getattr(exported.methods, field.name)
+      if field.name == 'params_file' or config is None:
+        continue
+      kind = type(config).__name__
+      lines.append(f'methods.Methods.{field.name} = @methods.{kind}()')
+      lines += [f'methods.{kind}.{f.name} = '
+                f'{_gin_value(getattr(config, f.name))}'
+                for f in dataclasses.fields(config)]
+  rules = _gin_value([list(r) for r in exported.assignment_map()])
+  lines += [f'inference.evaluate.assignment_map = {rules}',
+            f'inference.infer.assignment_map = {rules}']
+  return '\n'.join(lines) + '\n'
 
 
 def serving_model(model: models.EncoderDecoderModel, exported: Export

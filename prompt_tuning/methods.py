@@ -680,7 +680,7 @@ def _presets() -> Dict[str, Preset]:
       Preset('prefix_tuning',
              'prefix tuning: MLP-reparameterised, encoder and decoder',
              Methods(prefix=Prefix(decoder=True, reparam_dim=512)),
-             (PREFIX_REGEX,), False, 0.01, EXPORT_PARAMS),
+             (PREFIX_REGEX,), False, 0.001, EXPORT_PARAMS),
       Preset('lora', 'LoRA r=4 on attention query and value',
              Methods(lora=LoRA()), (LORA_REGEX,), False, 0.01, EXPORT_MERGED),
       Preset('adapter_houlsby', 'adapters after attention and MLP (Houlsby)',

@@ -376,7 +376,7 @@ def test_export_gives_the_training_time_logits(name, files, tmp_path, config,
                     preset.trainable_regexes)
   exported = method_export.export(models.EncoderDecoderModel(module), params,
                                   preset.trainable_regexes, str(tmp_path))
-  assert set(os.listdir(tmp_path)) == files
+  assert set(os.listdir(tmp_path)) == files | {'serve.gin'}
   assert exported.num_bytes > 0
   serving = method_export.serving_model(models.EncoderDecoderModel(module),
                                         exported).module
@@ -392,6 +392,39 @@ def test_export_gives_the_training_time_logits(name, files, tmp_path, config,
   np.testing.assert_allclose(_logits(serving, served, batch),
                              _logits(module, params, batch), atol=2e-5,
                              rtol=2e-5)
+
+
+@pytest.mark.parametrize('name', ['p_tuning', 'prefix_tuning', 'lora',
+                                  'adapter_houlsby'])
+def test_serve_gin_configures_the_serving_model(name, tmp_path, config, batch,
+                                                frozen_params):
+  from prompt_tuning import inference  # pylint: disable=g-import-not-at-top
+  from prompt_tuning import sweep  # pylint: disable=g-import-not-at-top
+  preset = methods.PRESETS[name]
+  module = _module(config, preset)
+  model = models.EncoderDecoderModel(module)
+  params = _init(module, batch, frozen_params)
+  exported = method_export.export(model, params, preset.trainable_regexes,
+                                  str(tmp_path))
+  expected = method_export.serving_model(model, exported).module
+  sweep.configure(['embedded/prompt_eval.gin', str(tmp_path / 'serve.gin')],
+                  ["EVAL_OUTPUT_DIR = '/tmp/unused'"])
+  try:
+    bindings = gin.get_bindings(inference.evaluate, resolve_references=True)
+  finally:
+    gin.clear_config()
+  served = bindings['model'].module
+  assert served.methods == expected.methods
+  assert served.prompt_length == expected.prompt_length
+  assert tuple(map(tuple, bindings['assignment_map'])) == (
+      exported.assignment_map())
+  if exported.checkpoint:
+    assert bindings['initial_checkpoint_path'] == os.path.abspath(
+        exported.checkpoint)
+  if exported.prompt_file:
+    np.testing.assert_array_equal(
+        served.prompt_init(None, (P, 13)),
+        np.load(exported.prompt_file))
 
 
 def test_reductions_match_the_training_time_form(config, batch,
@@ -425,20 +458,22 @@ def test_reductions_match_the_training_time_form(config, batch,
                              _logits(module, params, batch), atol=2e-5)
 
 
-def _infer_matches_training_time_scores(tmp_path, model, params, exported,
-                                        initial_checkpoint_path):
-  """`inference.infer` of an export (as the infer command runs it) gives the
-  training-time model's scores."""
+def _infer_matches_training_time_scores(tmp_path, model, params, exported):
+  """The infer command's config (`embedded/prompt_infer.gin`) with the
+  export's `serve.gin` gives the training-time model's scores."""
   from prompt_tuning import inference  # pylint: disable=g-import-not-at-top
+  from prompt_tuning import sweep  # pylint: disable=g-import-not-at-top
   from prompt_tuning.tasks import utils as task_utils  # pylint: disable=g-import-not-at-top
   output = tmp_path / 'scores.jsonl'
-  count = inference.infer(
-      model=method_export.serving_model(model, exported),
-      initial_checkpoint_path=exported.checkpoint_path(
-          initial_checkpoint_path),
-      mixture_or_task_name=TASK, feature_lengths=LENGTHS, batch_size=4,
-      num_examples=4, assignment_map=exported.assignment_map(),
-      output_file=str(output), mode='score')
+  sweep.configure(
+      ['embedded/prompt_infer.gin',
+       os.path.join(exported.directory, 'serve.gin')],
+      [f"INFER_OUTPUT_FILE = '{output}'", "INFER_MODE = 'score'",
+       'BATCH_SIZE = 4', 'inference.infer.num_examples = 4'])
+  try:
+    count = gin.get_configurable(inference.infer)()
+  finally:
+    gin.clear_config()
   assert count == 4
   served = [json.loads(line)['score']
             for line in output.read_text().splitlines()]
@@ -484,7 +519,7 @@ def test_trainer_keeps_the_checkpoint_and_its_export_serves(tmp_path,
   exported = method_export.export(model, full, preset.trainable_regexes,
                                   str(tmp_path / 'export'))
   assert exported.methods.prefix.reparam_dim is None
-  _infer_matches_training_time_scores(tmp_path, model, full, exported, path)
+  _infer_matches_training_time_scores(tmp_path, model, full, exported)
 
 
 @pytest.mark.parametrize('name', ['p_tuning', 'lora'])
@@ -504,7 +539,7 @@ def test_exports_load_back_for_eval_and_infer(name, tmp_path,
   exported = method_export.export(model, full, preset.trainable_regexes,
                                   str(tmp_path / 'export'))
   if name == 'lora':
-    _infer_matches_training_time_scores(tmp_path, model, full, exported, path)
+    _infer_matches_training_time_scores(tmp_path, model, full, exported)
     return
   results = inference.evaluate(
       model=method_export.serving_model(model, exported),
