@@ -1,7 +1,7 @@
 r"""Trains every method with the same step budget and compares them.
 
     python -m prompt_tuning.compare_methods --output_dir=/tmp/compare \
-      [--methods=prompt_tuning,lora,...] [--train_steps=200] \
+      [--methods=prompt_tuning,lora,...] [--train_steps=100] \
       [--gin_file=embedded/prompt_tune.gin] [--gin.NAME=VALUE ...]
 
 The comparison is a config sweep: for each method, the base gin config
@@ -187,7 +187,7 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument('--output_dir', required=True)
   parser.add_argument('--methods', default='',
                       help='Comma-separated method names (default: all).')
-  parser.add_argument('--train_steps', type=int, default=200)
+  parser.add_argument('--train_steps', type=int, default=100)
   parser.add_argument('--overwrite', action='store_true',
                       help='Replace existing runs under --output_dir.')
   sweep.add_gin_flags(parser, DEFAULT_GIN_FILES)

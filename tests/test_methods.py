@@ -83,6 +83,20 @@ def _module(config, preset):
                         methods=preset.methods)
 
 
+@pytest.fixture(scope='module')
+def preset_params(config, batch, frozen_params):
+  """name -> (module, initial parameters) of each preset, made once."""
+  made = {}
+
+  def get(name):
+    if name not in made:
+      module = _module(config, methods.PRESETS[name])
+      made[name] = (module, _init(module, batch, frozen_params))
+    return made[name]
+
+  return get
+
+
 def _init(module, batch, frozen_params, seed=1):
   """The method model's parameters: frozen ones from `frozen_params`."""
   variables = module.init(jax.random.PRNGKey(seed),
@@ -117,10 +131,8 @@ def _logits(module, params, batch):
 
 @pytest.mark.parametrize('name', NO_OP)
 def test_no_op_initialisation_gives_the_frozen_logits_exactly(
-    name, config, batch, frozen_params):
-  preset = methods.PRESETS[name]
-  module = _module(config, preset)
-  params = _init(module, batch, frozen_params)
+    name, config, batch, frozen_params, preset_params):
+  module, params = preset_params(name)
   np.testing.assert_array_equal(_logits(module, params, batch),
                                 _logits(t5.Transformer(config), frozen_params,
                                         batch))
@@ -139,9 +151,9 @@ def test_absent_prompts_and_prefixes_are_the_frozen_model(
 
 @pytest.mark.parametrize('name', ALL)
 def test_trainable_regexes_select_exactly_the_method_parameters(
-    name, config, batch, frozen_params):
+    name, frozen_params, preset_params):
   preset = methods.PRESETS[name]
-  params = _init(_module(config, preset), batch, frozen_params)
+  _, params = preset_params(name)
   names = set(_flat(params))
   selected = set(methods.method_param_names(sorted(names),
                                             preset.trainable_regexes))
@@ -158,12 +170,10 @@ def test_trainable_regexes_select_exactly_the_method_parameters(
   assert set(_flat(frozen)) == names - selected
 
 
-def test_method_parameter_names(config, batch, frozen_params):
+def test_method_parameter_names(preset_params):
   names = set()
   for name in ALL:
-    params = _init(_module(config, methods.PRESETS[name]), batch,
-                   frozen_params)
-    names |= set(_flat(params))
+    names |= set(_flat(preset_params(name)[1]))
   for expected in [
       'encoder/prompt/prompt/prompt', 'encoder/prompt/inputs',
       'encoder/prompt/lstm_forward/input_kernel', 'encoder/prompt/mlp_1/kernel',
@@ -177,17 +187,20 @@ def test_method_parameter_names(config, batch, frozen_params):
     assert expected in names
 
 
-# The methods that change the decoder (prompts only change the encoder).
-@pytest.mark.parametrize('name', ['prefix_tuning', 'lora', 'adapter_houlsby',
-                                  'ia3'])
-def test_cached_decoding_matches_teacher_forcing(name, config, batch,
+def test_cached_decoding_matches_teacher_forcing(config, batch,
                                                  frozen_params):
-  """Step-by-step decoding with the key/value cache (prefixes, LoRA, IA3 and
-  adapters in the decoder) gives the teacher-forced logits."""
-  preset = methods.PRESETS[name]
-  module = _module(config, preset)
+  """Step-by-step decoding with the key/value cache gives the teacher-forced
+  logits with every method that changes the decoder plugged in at once:
+  reparameterised prefixes in its self- and cross-attention, LoRA on every
+  projection, Houlsby adapters and IA3."""
+  everything = methods.Methods(
+      prefix=methods.Prefix(P, decoder=True, reparam_dim=7),
+      lora=methods.LoRA(rank=2, targets='.*'), adapter=methods.Adapter(5),
+      ia3=methods.IA3())
+  module = t5.Transformer(config, methods=everything)
   params = _trained(_init(module, batch, frozen_params),
-                    preset.trainable_regexes)
+                    [methods.PREFIX_REGEX, methods.LORA_REGEX,
+                     methods.ADAPTER_REGEX, methods.IA3_REGEX])
   expected = _logits(module, params, batch)
   encoder_tokens = batch['encoder_input_tokens']
   decoder_tokens = batch['decoder_input_tokens']
@@ -210,7 +223,7 @@ def test_cached_decoding_matches_teacher_forcing(name, config, batch,
                                rtol=1e-4)
 
 
-@pytest.mark.parametrize('relpos', ['prepended', 'none'])
+@pytest.mark.parametrize('relpos', ['prepended'])
 def test_prefixes_ignore_padding(relpos, config, frozen_params):
   """Prefix positions are always visible and input padding never is: more
   padding leaves the logits alone."""
@@ -275,27 +288,26 @@ def _state_names(tree, names):
 
 
 @pytest.mark.parametrize('name', ALL)
-def test_optimizer_state_holds_the_method_parameters_only(
-    name, config, batch, frozen_params):
+def test_optimizer_state_holds_the_method_parameters_only(name,
+                                                          preset_params):
   preset = methods.PRESETS[name]
-  params = _init(_module(config, preset), batch, frozen_params)
+  _, params = preset_params(name)
   trainable, _ = trainer.split_params(params, preset.trainable_regexes)
   opt_state = trainer.adafactor(preset.learning_rate).init(trainable)
   names = set(_flat(trainable))
   assert _state_names(opt_state, names) == names
 
 
-# One of each kind of gradient path (the trainer itself is method-agnostic;
-# the split and the optimizer state are checked for every method above).
-@pytest.mark.parametrize('name', ['p_tuning', 'residual_prompt', 'p_tuning_v2',
-                                  'prefix_tuning', 'lora', 'adapter_houlsby',
-                                  'ia3', 'norm_scale'])
+# The trainer itself is method-agnostic (the split and the optimizer state
+# are checked for every method above); these take gradients through the
+# prompt encoder, the prefix MLP (encoder and decoder), LoRA and adapters.
+@pytest.mark.parametrize('name', ['p_tuning', 'prefix_tuning', 'lora',
+                                  'adapter_houlsby'])
 def test_train_steps_change_only_the_method_and_its_optimizer_state(
-    name, config, batch, frozen_params):
+    name, batch, preset_params):
   preset = methods.PRESETS[name]
-  module = _module(config, preset)
+  module, params = preset_params(name)
   model = models.EncoderDecoderModel(module)
-  params = _init(module, batch, frozen_params)
   trainable, frozen = trainer.split_params(params, preset.trainable_regexes)
   before = {n: np.array(v) for n, v in _flat(params).items()}
   optimizer = trainer.adafactor(learning_rate=preset.learning_rate)
@@ -368,12 +380,11 @@ def _serving_params(module, exported, params, batch):
     ('norm_scale', {'checkpoint'}),
     ('model_tuning', {'checkpoint'}),
 ])
-def test_export_gives_the_training_time_logits(name, files, tmp_path, config,
-                                               batch, frozen_params):
+def test_export_gives_the_training_time_logits(name, files, tmp_path, batch,
+                                               preset_params):
   preset = methods.PRESETS[name]
-  module = _module(config, preset)
-  params = _trained(_init(module, batch, frozen_params),
-                    preset.trainable_regexes)
+  module, params = preset_params(name)
+  params = _trained(params, preset.trainable_regexes)
   exported = method_export.export(models.EncoderDecoderModel(module), params,
                                   preset.trainable_regexes, str(tmp_path))
   assert set(os.listdir(tmp_path)) == files | {'serve.gin'}
@@ -396,14 +407,13 @@ def test_export_gives_the_training_time_logits(name, files, tmp_path, config,
 
 @pytest.mark.parametrize('name', ['p_tuning', 'prefix_tuning', 'lora',
                                   'adapter_houlsby'])
-def test_serve_gin_configures_the_serving_model(name, tmp_path, config, batch,
-                                                frozen_params):
+def test_serve_gin_configures_the_serving_model(name, tmp_path,
+                                                preset_params):
   from prompt_tuning import inference  # pylint: disable=g-import-not-at-top
   from prompt_tuning import sweep  # pylint: disable=g-import-not-at-top
   preset = methods.PRESETS[name]
-  module = _module(config, preset)
+  module, params = preset_params(name)
   model = models.EncoderDecoderModel(module)
-  params = _init(module, batch, frozen_params)
   exported = method_export.export(model, params, preset.trainable_regexes,
                                   str(tmp_path))
   expected = method_export.serving_model(model, exported).module
@@ -428,13 +438,12 @@ def test_serve_gin_configures_the_serving_model(name, tmp_path, config, batch,
 
 
 def test_reductions_match_the_training_time_form(config, batch,
-                                                 frozen_params):
-  """The pieces one by one: the prompt encoder's output, folded prefixes and
-  merged LoRA kernels."""
+                                                 frozen_params,
+                                                 preset_params):
+  """The pieces one by one: folded prefixes and merged LoRA kernels."""
   preset = methods.PRESETS['prefix_tuning']
-  module = _module(config, preset)
-  params = _trained(_init(module, batch, frozen_params),
-                    preset.trainable_regexes)
+  module, params = preset_params('prefix_tuning')
+  params = _trained(params, preset.trainable_regexes)
   folded = method_export.fold_prefixes(module, params, 'decoder')
   assert set(folded) == set(methods.DECODER_PREFIXES)
   assert folded['cross_key'].shape == (2, P, 15)
@@ -522,15 +531,15 @@ def test_trainer_keeps_the_checkpoint_and_its_export_serves(tmp_path,
   _infer_matches_training_time_scores(tmp_path, model, full, exported)
 
 
-@pytest.mark.parametrize('name', ['p_tuning', 'lora'])
-def test_exports_load_back_for_eval_and_infer(name, tmp_path,
-                                              embedded_model):
-  """A prompt export (P-tuning) evaluates, a merged one (LoRA) infers, as the
-  eval and infer commands run them."""
+def test_merged_lora_export_evaluates(tmp_path, embedded_model):
+  """The eval command's config (`embedded/prompt_eval.gin`) with the export's
+  `serve.gin` evaluates the merged LoRA kernels of the exported checkpoint
+  with the plain model (whose logits equal the training-time model's, see
+  `test_export_gives_the_training_time_logits`)."""
   from prompt_tuning import inference  # pylint: disable=g-import-not-at-top
-  from prompt_tuning.tasks import offline  # pylint: disable=g-import-not-at-top
-  path, params, _, _ = embedded_model
-  preset = methods.PRESETS[name]
+  from prompt_tuning import sweep  # pylint: disable=g-import-not-at-top
+  _, params, _, _ = embedded_model
+  preset = methods.PRESETS['lora']
   model = _embedded(embedded_model, preset)
   init = flax.core.meta.unbox(model.init(jax.random.PRNGKey(0)))
   frozen = _flat(params)
@@ -538,17 +547,26 @@ def test_exports_load_back_for_eval_and_infer(name, tmp_path,
   full = _trained(full, preset.trainable_regexes, scale=0.05)
   exported = method_export.export(model, full, preset.trainable_regexes,
                                   str(tmp_path / 'export'))
-  if name == 'lora':
-    _infer_matches_training_time_scores(tmp_path, model, full, exported)
-    return
-  results = inference.evaluate(
-      model=method_export.serving_model(model, exported),
-      initial_checkpoint_path=exported.checkpoint_path(path),
-      mixture_or_task_name=TASK, feature_lengths=LENGTHS, batch_size=4,
-      num_examples=4, assignment_map=exported.assignment_map(),
-      output_dir=str(tmp_path / 'eval'), mode='rank',
-      class_labels=list(offline.LABELS['topic']))
+  assert os.listdir(exported.checkpoint)
+  sweep.configure(
+      ['embedded/prompt_eval.gin', os.path.join(exported.directory,
+                                                'serve.gin')],
+      [f"EVAL_OUTPUT_DIR = '{tmp_path / 'eval'}'", "EVAL_MODE = 'rank'",
+       f'CLASS_LABELS = {list(offline_labels())}', 'BATCH_SIZE = 4',
+       'inference.evaluate.num_examples = 4'])
+  try:
+    bindings = gin.get_bindings(inference.evaluate, resolve_references=True)
+    assert bindings['initial_checkpoint_path'] == exported.checkpoint
+    assert bindings['model'].module.methods is None
+    results = gin.get_configurable(inference.evaluate)()
+  finally:
+    gin.clear_config()
   assert 0 <= results[TASK]['accuracy'] <= 100
+
+
+def offline_labels():
+  from prompt_tuning.tasks import offline  # pylint: disable=g-import-not-at-top
+  return offline.LABELS['topic']
 
 
 # ----------------------------------------------------------------------------
@@ -576,6 +594,21 @@ def test_gin_file_matches_the_preset(name):
     assert tuple(map(tuple, arguments['assignment_map'])) == (
         methods.assignment_map(preset.trainable_regexes))
     assert gin.query_parameter('%LEARNING_RATE') == preset.learning_rate
+  finally:
+    gin.clear_config()
+
+
+def test_gin_overrides_reach_the_method_configs():
+  gin.clear_config()
+  try:
+    gin_utils.parse_gin_flags(
+        gin_utils.gin_search_paths(),
+        ['embedded/prompt_tune.gin', 'methods/lora.gin'],
+        ["MODEL_DIR = '/tmp/unused'", 'methods.LoRA.rank = 8',
+         "methods.LoRA.targets = '.*mlp/wo'"])
+    module = gin.get_bindings(trainer.train,
+                              resolve_references=True)['model'].module
+    assert module.methods.lora == methods.LoRA(rank=8, targets='.*mlp/wo')
   finally:
     gin.clear_config()
 
