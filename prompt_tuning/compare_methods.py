@@ -31,7 +31,7 @@ import shutil
 import statistics
 import sys
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
 
 import jax
 import numpy as np

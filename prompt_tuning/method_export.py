@@ -312,8 +312,9 @@ def serving_gin(exported: Export) -> str:
       'from prompt_tuning import prompts',
       'from prompt_tuning import t5', '']
   if exported.prompt_file:
+    prompt_file = os.path.abspath(exported.prompt_file)
     lines += [f'PROMPT_LENGTH = {exported.prompt_length}',
-              f'PROMPT_FILE = {_gin_value(os.path.abspath(exported.prompt_file))}',
+              f'PROMPT_FILE = {_gin_value(prompt_file)}',
               't5.Transformer.prompt_length = %PROMPT_LENGTH',
               't5.Transformer.prompt_init = @prompts.from_file()',
               'prompts.from_file.path = %PROMPT_FILE']
@@ -408,8 +409,8 @@ def main(argv: Sequence[str]) -> int:
         + ', '.join(os.path.basename(p) for p in (
             exported.prompt_file, exported.method_params_file,
             exported.checkpoint) if p))
-  print(f'serve it with --gin_file={os.path.join(exported.directory, SERVE_GIN)}'
-        ' after an eval or infer config')
+  serve_gin = os.path.join(exported.directory, SERVE_GIN)
+  print(f'serve it with --gin_file={serve_gin} after an eval or infer config')
   return 0
 
 

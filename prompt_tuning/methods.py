@@ -3,13 +3,14 @@
 Each method is a frozen config dataclass plus a small flax module, used at one
 of a few named points of the shared model (the T5 is never copied):
 
-| point | method | parameters (under) |
-|---|---|---|
-| encoder input | `PromptEncoder`: P-tuning (BiLSTM + MLP, or MLP), residual prompt | `encoder/prompt/...` |
-| attention keys and values | `Prefix`: deep prompts / P-tuning v2 / prefix tuning | `{encoder,decoder}/prefix/...` |
-| attention keys and values, MLP hidden | `IA3`: learned rescaling | `.../ia3_{key,value,hidden}` |
-| projections | `LoRA`: low-rank updates of frozen kernels | `.../<projection>/lora_{a,b}` |
-| sublayer outputs | `Adapter`: Houlsby (attention and MLP) or Pfeiffer (MLP) | `.../<sublayer>_adapter/...` |
+  encoder input: `PromptEncoder` (P-tuning: BiLSTM + MLP, or MLP alone;
+    residual prompt tuning), parameters under `encoder/prompt/`;
+  attention keys and values: `Prefix` (deep prompts / P-tuning v2 / prefix
+    tuning), under `encoder/prefix/` and `decoder/prefix/`;
+  keys, values and MLP hidden: `IA3` rescaling, `.../ia3_{key,value,hidden}`;
+  projections: `LoRA`, beside each targeted kernel, `.../lora_{a,b}`;
+  sublayer outputs: `Adapter` (Houlsby: attention and MLP; Pfeiffer: MLP),
+    `.../<sublayer>_adapter/`.
 
 `Methods` bundles the configs (each optional, so methods can be combined) and
 is the one attribute the T5 modules take (`t5.Transformer.methods`). With
@@ -17,7 +18,8 @@ is the one attribute the T5 modules take (`t5.Transformer.methods`). With
 
 Every method starts as a no-op where one exists: LoRA's up-projection and the
 adapters' up-projections are zero, IA3's vectors are ones. Prefixes and prompt
-encoders have no no-op value; their absence (length 0) is the frozen model.
+encoders have no no-op value; their absence (no prefix, prompt length 0) is
+the frozen model.
 
 `Preset`s name the methods of the comparison, each with the trainable regexes
 that select exactly its parameters; `gin/methods/<name>.gin` holds the same
@@ -33,7 +35,6 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from prompt_tuning import prompts
 
@@ -140,9 +141,10 @@ class LoRA:
   `targets` is matched (`re.fullmatch`) against each projection's module
   path, e.g. 'encoder/layers_0/attention/query' or
   'decoder/layers_1/mlp/wi_0'; the default takes the query and value
-  projections of every attention (Hu et al. 2021). `B` starts at zero, so the
-  model starts as the frozen one. At export the update is merged into the
-  kernels.
+  projections of every attention (Hu et al. 2021). Any attention or MLP
+  projection can be targeted; the embedding and `logits_dense` cannot. `B`
+  starts at zero, so the model starts as the frozen one. At export the update
+  is merged into the kernels.
 
   Attributes:
     rank: r, at most min(in, out) of every targeted kernel.
@@ -241,7 +243,7 @@ def _from_params_file(path: str, name: str) -> Initializer:
 
   def init(rng, shape, dtype=jnp.float32):
     del rng
-    from prompt_tuning import method_export  # pylint: disable=g-import-not-at-top
+    from prompt_tuning import method_export  # pylint: disable=g-import-not-at-top,cyclic-import
     array = method_export.read_method_param(path, name, tuple(shape))
     return jnp.asarray(array, dtype)
 
