@@ -336,7 +336,7 @@ def _points(values: Sequence[Tuple[str, Optional[float]]]) -> str:
 
 
 def findings(plan: Plan, records: Sequence[Mapping[str, Any]],
-             ensemble_report: Optional[Mapping[str, Any]]) -> str:
+             ensemble_report: Optional['report.EnsembleReport']) -> str:
   """Each of the paper's claims next to what this run measured.
 
   The right column is computed from the runs (mean validation accuracy, %);
@@ -402,9 +402,9 @@ def findings(plan: Plan, records: Sequence[Mapping[str, Any]],
       return task_metrics['accuracy']
     rows.append(('Table 3: the ensemble beats the average and the best of '
                  'its prompts',
-                 f'average {accuracy(ensemble_report["average"]):.1f}, best '
-                 f'{accuracy(ensemble_report["best"]):.1f}, ensemble '
-                 f'{accuracy(ensemble_report["ensemble"]):.1f}'))
+                 f'average {accuracy(ensemble_report.average):.1f}, best '
+                 f'{accuracy(ensemble_report.best):.1f}, ensemble '
+                 f'{accuracy(ensemble_report.ensemble):.1f}'))
   if 'data_size' in plan.experiments:
     cells = []
     for n in plan.data_size_train_sizes:
@@ -463,7 +463,7 @@ def run_miniature(plan: Plan, output_dir: str) -> Dict[str, str]:
     ensemble_path = run_ensemble(
         plan, [records[r] for r in experiments['ensemble']], output_dir)
     paths.append(ensemble_path)
-    ensemble_report = json.loads(pathlib.Path(ensemble_path).read_text())
+    ensemble_report = report.read_ensemble_report(ensemble_path)
   if paths:
     written = report.write_report(list(dict.fromkeys(paths)), output_dir)
     sections = [pathlib.Path(written['report']).read_text()]

@@ -853,11 +853,36 @@ def _ensemble_metrics(value: Any, task: str, where: str) -> TaskMetrics:
   return _task_metrics(value, where)
 
 
+_ENSEMBLE_KEYS = ('prompts', 'average', 'best', 'ensemble')
+
+
+def _from_ensemble_command(data: Any) -> Any:
+  """The ensemble command's `ensemble.json` ({task: its summary, with
+  "best" as {"prompt", "name", "metrics"} and prompts named by "name"}) in
+  the nested form below; anything else is returned as it is."""
+  if not (isinstance(data, dict) and data and all(
+      isinstance(v, dict) and all(k in v for k in _ENSEMBLE_KEYS)
+      and isinstance(v['prompts'], list) and isinstance(v['best'], dict)
+      and 'metrics' in v['best'] for v in data.values())):
+    return data
+  summaries = list(data.values())
+  num_prompts = min(len(s['prompts']) for s in summaries)
+  return {
+      'prompts': [{'file': str(summaries[0]['prompts'][i].get('name', '')),
+                   'metrics': {task: s['prompts'][i].get('metrics')
+                               for task, s in data.items()}}
+                  for i in range(num_prompts)],
+      'average': {task: s['average'] for task, s in data.items()},
+      'best': {task: s['best']['metrics'] for task, s in data.items()},
+      'ensemble': {task: s['ensemble'] for task, s in data.items()}}
+
+
 def read_ensemble_report(path: str) -> EnsembleReport:
   """Reads an ensemble report JSON file.
 
-  Schema (metrics are {metric: value} for the report's "task", or
-  {task: {metric: value}}):
+  Reads what `python -m prompt_tuning.ensemble` writes (its `ensemble.json`,
+  one summary per task), or this schema (metrics are {metric: value} for the
+  report's "task", or {task: {metric: value}}):
 
     {"task": "taskless_super_glue_rte_v102",           # optional
      "prompts": [{"file": "a/best_prompt.npy", "metrics": {...}}, ...],
@@ -867,9 +892,9 @@ def read_ensemble_report(path: str) -> EnsembleReport:
     FileNotFoundError: if `path` does not exist.
     ValueError: naming the file and the key at fault.
   """
-  data = _read_json(pathlib.Path(path), 'ensemble report')
-  missing = [k for k in ('prompts', 'average', 'best', 'ensemble')
-             if not isinstance(data, dict) or k not in data]
+  data = _from_ensemble_command(_read_json(pathlib.Path(path),
+                                          'ensemble report'))
+  missing = [k for k in _ENSEMBLE_KEYS if not isinstance(data, dict) or k not in data]
   if missing:
     raise ValueError(f'ensemble report {path} lacks {missing}; expected keys '
                      '"prompts", "average", "best", "ensemble"')

@@ -25,9 +25,13 @@ to its class id. The training sets are nested: `corpus_topic_n32`'s examples
 are the first 32 of `corpus_topic_n128`'s, and every task asks about the same
 documents.
 
-NOTE: `DEFAULT_TRAIN_SIZE` (128) is a provisional choice, small enough that a
-model trained from scratch on it should not solve the task; it is to be
-revisited against a measured accuracy-vs-training-size curve.
+NOTE: the main job trains on `corpus_topic_n32`, the size chosen from the
+measured curve of accuracy against training examples (`python -m
+prompt_tuning.miniature`, experiment `data_size`, model `small`, 100 steps):
+the architecture trained from scratch reached 69% on 32 examples but 99% on
+128, while the prompted LM-adapted model reached 100% on both; so only the
+smaller set shows what pretraining brings. `DEFAULT_TRAIN_SIZE` (128) is the
+size of the unsuffixed `corpus_<task>` names.
 
 Feature lengths (`SEQUENCE_LENGTHS`) come from measured token counts with the
 corpus vocabulary (seed `corpus.DEFAULT_SEED`): pretraining documents have 37

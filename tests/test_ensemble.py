@@ -23,6 +23,7 @@ from prompt_tuning import gin_utils
 from prompt_tuning import inference
 from prompt_tuning import models
 from prompt_tuning import prompts
+from prompt_tuning import report
 from prompt_tuning import t5
 from prompt_tuning import trainer
 from prompt_tuning.tasks import offline
@@ -185,6 +186,18 @@ def test_report_has_table3_rows_and_files(ensembled, tuned):
                 if l['ensemble'] >= 0)
   assert 100 * correct / NUM_EXAMPLES == pytest.approx(
       summary['ensemble']['accuracy'])
+
+
+def test_report_command_reads_the_ensemble_json(ensembled, tuned):
+  result, output_dir = ensembled
+  read = report.read_ensemble_report(str(output_dir / ensemble.REPORT_JSON))
+  assert [name for name, _ in read.prompts] == _topic_files(tuned)
+  assert [m[TOPIC] for _, m in read.prompts] == result.prompt_metrics
+  assert read.average == {TOPIC: result.average_metrics()}
+  assert read.best == {
+      TOPIC: result.prompt_metrics[result.best_prompt()]}
+  assert read.ensemble == {TOPIC: result.ensemble_metrics}
+  assert f'| {TOPIC} | accuracy | 3 |' in report.ensemble_table(read)
 
 
 @pytest.mark.parametrize('predictions, winner, first', [

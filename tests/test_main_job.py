@@ -19,7 +19,7 @@ from prompt_tuning import evaluation
 from prompt_tuning.tasks import corpus_tasks
 
 README = pathlib.Path(__file__).resolve().parents[1] / 'README.md'
-TASK = 'corpus_topic'
+TASK = 'corpus_topic_n32'
 CHANCE = 100.0 / len(corpus_tasks.CORPUS_LABELS['topic'])
 
 
