@@ -41,6 +41,11 @@ class T5Config:
   mlp_activations: Tuple[str, ...] = ('gelu', 'linear')
   # T5 1.0 ties the output layer to the embedding; T5 1.1 does not.
   logits_via_embedding: bool = False
+  # Rematerialisation: each encoder and decoder layer keeps only its inputs
+  # for the backward pass and recomputes the rest (less memory for long
+  # inputs and large models, about one more forward pass of compute). The
+  # values computed are the same.
+  remat: bool = False
 
   def __post_init__(self):
     object.__setattr__(self, 'dtype', jnp.dtype(self.dtype))
@@ -165,9 +170,11 @@ class Encoder(nn.Module):
     x = _dropout(cfg)(x, deterministic=deterministic).astype(cfg.dtype)
     length = x.shape[1]
     bias = _relpos(cfg)(length, length, bidirectional=True)
+    # `deterministic` (argument 4, counting self) is a Python bool.
+    layer = (nn.remat(EncoderLayer, static_argnums=(4,)) if cfg.remat
+             else EncoderLayer)
     for index in range(cfg.num_encoder_layers):
-      x = EncoderLayer(cfg, name=f'layers_{index}')(x, mask, bias,
-                                                    deterministic)
+      x = layer(cfg, name=f'layers_{index}')(x, mask, bias, deterministic)
     x = _norm(cfg, 'encoder_norm')(x)
     return _dropout(cfg)(x, deterministic=deterministic)
 
@@ -216,8 +223,12 @@ class Decoder(nn.Module):
                                   layers.causal_mask(length))
       cross_mask = layers.attention_mask(valid, encoder_valid)
       bias = _relpos(cfg)(length, length, bidirectional=False)
+    # `deterministic` and `decode` (arguments 6 and 7) are Python bools; a
+    # decoding step has no backward pass to save memory for.
+    layer = (nn.remat(DecoderLayer, static_argnums=(6, 7))
+             if cfg.remat and not decode else DecoderLayer)
     for index in range(cfg.num_decoder_layers):
-      y = DecoderLayer(cfg, name=f'layers_{index}')(
+      y = layer(cfg, name=f'layers_{index}')(
           y, encoded, self_mask, cross_mask, bias, deterministic, decode)
     y = _norm(cfg, 'decoder_norm')(y)
     y = _dropout(cfg)(y, deterministic=deterministic)
