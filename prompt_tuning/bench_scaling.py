@@ -61,12 +61,17 @@ def fit_curve(x: Sequence[float], y: Sequence[float]) -> Dict[str, float]:
 
 
 def _point_cases(config, frameworks, point: Mapping[str, int],
-                 target_length: int, frozen_dtype: Optional[str], seed: int):
-  """Our prompt-tuning case (and PEFT's) at one point of a sweep."""
+                 target_length: int, frozen_dtype: Optional[str], seed: int,
+                 setups: Dict[int, Any]):
+  """Our prompt-tuning case (and PEFT's) at one point of a sweep; `setups`
+  keeps the random model of each prompt length, made once."""
   batch = bench_utils.random_batch(
       np.random.default_rng(seed), point['batch_size'], point['input_length'],
       target_length, config.vocab_size)
-  model, setup = bench_train.random_setup(config, point['prompt_length'], seed)
+  length = point['prompt_length']
+  if length not in setups:
+    setups[length] = bench_train.random_setup(config, length, seed)
+  model, setup = setups[length]
   ours = bench_train.build_case('prompt_tuning', model, setup,
                           trainer.PROMPT_REGEX, bench_train.PROMPT_TUNING_LR, batch,
                           seed, frozen_dtype, analyse=False)
@@ -131,12 +136,13 @@ def run_scaling(axes: Sequence[str] = AXES,
   base = {'prompt_length': prompt_length, 'batch_size': batch_size,
           'input_length': input_length}
   records, curves = [], []
+  setups = {}
   for axis in axes:
     points = []
     for value in values[axis]:
       point = {**base, axis: int(value)}
       cases = _point_cases(config, frameworks, point, target_length,
-                           frozen_dtype, seed)
+                           frozen_dtype, seed, setups)
       for case in cases:
         bench_utils.warm_up(case, warmup_steps)
       points.append((point, cases))
