@@ -28,13 +28,24 @@ Suites (`--suite`, comma-separated):
 
 On a GPU or TPU the train records carry MFU (model FLOPs of `bench_costs`
 over the device's peak); on a CPU it is n/a.
+
+NOTE: PyTorch's OpenMP threads spin after each operation while waiting for
+work (`OMP_WAIT_POLICY=ACTIVE`, libgomp's behaviour by default). With both
+frameworks in one process on a CPU, the spinning threads take the cores from
+the JAX case that runs next, and on a machine shared with other jobs they
+make PyTorch itself several times slower. `main` therefore sets
+`OMP_WAIT_POLICY=PASSIVE` unless it is already set (before torch is
+imported); every PEFT record names the policy and the thread count
+(`--torch_threads`).
 """
 import json
+import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
+import jax
 
 from prompt_tuning import bench_train
 from prompt_tuning import bench_utils
@@ -81,6 +92,13 @@ _MODEL_TUNING_PROMPT = flags.DEFINE_boolean(
 _FRAMEWORKS = flags.DEFINE_list(
     'frameworks', ['jax', 'peft'], 'jax (ours) and peft (HF PEFT on torch, '
     'skipped with a note when not installed).')
+_TORCH_THREADS = flags.DEFINE_integer(
+    'torch_threads', 0, 'Threads of the PEFT cases (torch.set_num_threads); '
+    "0: torch's default (the number of cores).")
+_PRNG_IMPL = flags.DEFINE_enum(
+    'prng_impl', None, ['threefry2x32', 'rbg', 'unsafe_rbg'],
+    "jax's default PRNG (the dropout masks); default: jax's own "
+    '(threefry2x32).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Weights, batch and dropout.')
 _OUTPUT = flags.DEFINE_string(
     'output', None, 'JSON lines file the records are appended to.')
@@ -200,7 +218,15 @@ def _run_suites() -> Tuple[List[Dict[str, Any]], List[str]]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  command = 'python -m prompt_tuning.bench ' + ' '.join(sys.argv[1:])
+  # See the module's NOTE; read when torch is first imported.
+  policy = os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+  if _PRNG_IMPL.value:
+    jax.config.update('jax_default_prng_impl', _PRNG_IMPL.value)
+  if _TORCH_THREADS.value:
+    from prompt_tuning import bench_torch  # pylint: disable=g-import-not-at-top
+    bench_torch.set_threads(_TORCH_THREADS.value)
+  command = ('python -m prompt_tuning.bench ' + ' '.join(sys.argv[1:]) +
+             f'  (OMP_WAIT_POLICY={policy})')
   try:
     records, sections = _run_suites()
   except (ValueError, ImportError) as e:

@@ -23,7 +23,6 @@ Letters: B batch, T input length, U target length, P prompt length.
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import jax
 import numpy as np
 
 from prompt_tuning import bench_train

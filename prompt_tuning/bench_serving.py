@@ -36,16 +36,14 @@ import dataclasses
 import types
 from typing import Any, Dict, List, Optional, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prompt_tuning import bench_costs
 from prompt_tuning import bench_train
 from prompt_tuning import bench_utils
 from prompt_tuning import ensemble
-from prompt_tuning import models
 from prompt_tuning import partitioning
-from prompt_tuning import trainer
 
 PyTree = Any
 
@@ -87,7 +85,7 @@ def _setup(size: str, dtype: str, prompt_length: int, seed: int):
 
 
 def _common(suite: str, size: str, config, repeats: int, warmup_steps: int,
-            **sizes) -> Dict[str, Any]:
+            env: Dict[str, Any], **sizes) -> Dict[str, Any]:
   return {'suite': suite, 'size': size, 'dtype': config.dtype.name,
           'emb_dim': config.emb_dim, 'num_heads': config.num_heads,
           'head_dim': config.head_dim, 'mlp_dim': config.mlp_dim,
@@ -95,7 +93,7 @@ def _common(suite: str, size: str, config, repeats: int, warmup_steps: int,
           'num_decoder_layers': config.num_decoder_layers,
           'vocab_size': config.vocab_size, 'repeats': repeats,
           'steps_per_repeat': 1, 'warmup_steps': warmup_steps, **sizes,
-          **bench_utils.environment()}
+          **env}
 
 
 # ----------------------------------------------------------------------------
@@ -133,6 +131,7 @@ def run_inference(size: str = 'anchor', batch_size: int = 8,
       prompt_length=prompt_length, decode_length=decode_length,
       num_classes=num_classes, label_length=label_length, repeats=repeats,
       warmup_steps=warmup_steps)
+  env = bench_utils.environment()  # the date is the run's start
   config, model, setup = _setup(size, dtype, prompt_length, seed)
   fixed_length = dataclasses.replace(model, output_vocabulary=_NO_EOS)
   rng = np.random.default_rng(seed)
@@ -184,10 +183,15 @@ def run_inference(size: str = 'anchor', batch_size: int = 8,
     cases[1].info['token_agreement_with_ours'] = float(
         np.mean(ours == theirs))
   compiles = bench_utils.interleave(cases, repeats)
-  common = _common('inference', size, config, repeats, warmup_steps,
+  common = _common('inference', size, config, repeats, warmup_steps, env,
                    batch_size=batch_size, input_length=input_length,
                    prompt_length=prompt_length, decode_length=decode_length,
                    label_length=label_length)
+  step = bench_costs.decode_step_flops(config, batch_size,
+                                       prompt_length + input_length,
+                                       decode_length)
+  common.update({'decode_step_model_flops': step['total'],
+                 'decode_step_cross_kv_flops': step['cross_kv']})
   records = []
   for case in cases:
     per_step = {'examples': batch_size}
@@ -232,6 +236,14 @@ def inference_table(records: Sequence[Dict[str, Any]]) -> str:
         f'{decode["decoded_tokens_per_s"] / peft["decoded_tokens_per_s"]:.2f}x'
         f' PEFT\'s tokens/s; the same tokens as PEFT at '
         f'{100 * peft["token_agreement_with_ours"]:.1f}% of positions.')
+  lines.append(
+      f'Each of our decoding steps projects all {first["prompt_length"]} + '
+      f'{first["input_length"]} encoder positions to the cross-attention keys '
+      f'and values again: '
+      f'{bench_utils.fmt(first["decode_step_cross_kv_flops"], "flops")} of '
+      f'the step\'s {bench_utils.fmt(first["decode_step_model_flops"], "flops")}'
+      f' model FLOPs (`bench_costs.decode_step_flops`); HF\'s cache keeps '
+      'them from the first step.')
   rank, short = by_case['rank_classification'], by_case['decode_label_length']
   lines.append(
       f'Rank classification of {rank["num_classes"]} labels takes '
@@ -272,6 +284,7 @@ def run_serving(size: str = 'anchor', batch_size: int = 8,
     raise ValueError(f'--serving_batch_size={batch_size} does not split into '
                      f'--num_tasks={num_tasks} equal per-task batches; '
                      'expected a multiple')
+  env = bench_utils.environment()  # the date is the run's start
   # The frozen model has no prompt of its own; prompts come as arguments.
   config, model, setup = _setup(size, dtype, 0, seed)
   mesh, rules, params = setup.mesh, setup.rules, setup.params
@@ -352,7 +365,7 @@ def run_serving(size: str = 'anchor', batch_size: int = 8,
   same = {'ensemble_one_pass': _close(together, alone),
           'mixed_task_batch': _close(mixed_scores, by_task)}
   compiles = bench_utils.interleave(cases, repeats)
-  common = _common('serving', size, config, repeats, warmup_steps,
+  common = _common('serving', size, config, repeats, warmup_steps, env,
                    batch_size=batch_size, input_length=input_length,
                    target_length=target_length, prompt_length=prompt_length,
                    num_prompts=num_prompts, num_tasks=num_tasks)

@@ -57,13 +57,20 @@ def _modules():
 
 
 def versions() -> Dict[str, Any]:
-  """Versions and threads of the PyTorch stack (for the records)."""
+  """Versions, threads and OpenMP wait policy of the PyTorch stack."""
   torch, transformers, peft = _modules()
   return {'torch_version': torch.__version__,
           'transformers_version': transformers.__version__,
           'peft_version': peft.__version__,
           'torch_threads': torch.get_num_threads(),
+          'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY'),
           'torch_device': _device().type}
+
+
+def set_threads(threads: int) -> None:
+  """torch's intra-op threads for the PEFT cases."""
+  torch, _, _ = _modules()
+  torch.set_num_threads(threads)
 
 
 def _device():

@@ -477,7 +477,8 @@ def peft_table(ours: Dict[str, Any], peft: Dict[str, Any]) -> str:
       f'Ours against HF PEFT prompt tuning (torch {peft["torch_version"]}, '
       f'transformers {peft["transformers_version"]}, peft '
       f'{peft["peft_version"]}, {peft["torch_threads"]} torch threads on '
-      f'{peft["torch_device"]}), same weights, prompt and batch; initial '
+      f'{peft["torch_device"]}, OMP_WAIT_POLICY {peft["omp_wait_policy"]}), '
+      'same weights, prompt and batch; initial '
       f'loss (dropout off): ours {peft.get("initial_loss_ours", float("nan")):.5f}, '
       f'PEFT {peft["initial_loss"]:.5f}', '',
       bench_utils.markdown_table(['', 'ours', 'PEFT', 'ours / PEFT'], rows,

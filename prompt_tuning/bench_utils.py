@@ -111,6 +111,7 @@ def environment() -> Dict[str, Any]:
   return {
       'device': device.device_kind, 'platform': device.platform,
       'num_devices': jax.device_count(), 'jax_version': jax.__version__,
+      'prng_impl': str(jax.config.jax_default_prng_impl),
       'cpu': cpu, 'cpu_count': os.cpu_count(),
       'date': datetime.datetime.now(datetime.timezone.utc).strftime(
           '%Y-%m-%dT%H:%M:%SZ'),
@@ -347,6 +348,11 @@ def summarise(times: Sequence[float], steps_per_repeat: int = 1,
 # ----------------------------------------------------------------------------
 
 
+def _prng(record: Dict[str, Any]) -> str:
+  impl = record.get('prng_impl')
+  return '' if impl in (None, 'threefry2x32') else f'PRNG {impl}; '
+
+
 def config_line(record: Dict[str, Any]) -> str:
   """One line naming the model, shapes, repeats, machine and date of a record
   (the shapes the record has: batch, inputs, targets)."""
@@ -358,6 +364,7 @@ def config_line(record: Dict[str, Any]) -> str:
           f'{r["num_decoder_layers"]} layers, {r["num_heads"]} heads x '
           f'{r["head_dim"]}, mlp {r["mlp_dim"]}, vocab {r["vocab_size"]}, '
           f'{r["dtype"]}{", remat" if r.get("remat") else ""}), {shapes}; '
+          f'{_prng(r)}'
           f'{r["repeats"]} repeats x {r["steps_per_repeat"]} step(s) after '
           f'{r["warmup_steps"]} warm-up; device {r["device"]} '
           f'({r["platform"]}, {r["num_devices"]} device(s), '

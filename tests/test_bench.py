@@ -351,6 +351,18 @@ def test_step_flops_formula():
     bench_costs.step_flops(config, 8, 128, 8, 100, 'lora')
 
 
+def test_decode_step_flops():
+  config = bench_utils.SIZES['anchor']
+  step = bench_costs.decode_step_flops(config, 8, 228, 16)
+  assert step['total'] == step['cross_kv'] + step['other']
+  # B S Ld 2 (2 H I): the encoder positions' keys and values, every layer.
+  assert step['cross_kv'] == 8 * 228 * 4 * 2 * 2 * 256 * 256
+  # Without a cache for them they are most of a step's work.
+  assert step['cross_kv'] > 0.8 * step['total']
+  longer = bench_costs.decode_step_flops(config, 8, 2 * 228, 16)
+  assert longer['cross_kv'] == 2 * step['cross_kv']
+
+
 @pytest.mark.parametrize('kind, dtype, peak', [
     ('NVIDIA H100 80GB HBM3', 'bfloat16', 989.4e12),
     ('NVIDIA H100 PCIe', 'bfloat16', 756e12),
