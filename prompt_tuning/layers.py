@@ -6,6 +6,11 @@ Letters used in shapes: B batch, T (query) length, S key length, H embed
 Every parameter is made by `_param`, so none can exist without logical axis
 names; parameters are stored in float32 and cast to the compute `dtype` where
 used.
+
+Parameter-efficient methods (`prompt_tuning.methods`) enter through each
+module's optional `methods` attribute: LoRA in `Dense`, IA3 and prefixes in
+`MultiHeadAttention`, IA3 in `MlpBlock`. With `methods=None` (the default)
+nothing changes.
 """
 from typing import Any, Callable, Optional, Sequence, Tuple
 
@@ -14,6 +19,8 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 import numpy as np
+
+from prompt_tuning import methods as methods_lib
 
 Array = jax.Array
 DType = Any
@@ -52,19 +59,25 @@ class RMSNorm(nn.Module):
 
 
 class Dense(nn.Module):
-  """A bias-free projection with a `[in, out]` kernel."""
+  """A bias-free projection with a `[in, out]` kernel (plus a LoRA update when
+  `methods.lora` targets this module's path)."""
   features: int
   kernel_axes: Tuple[Optional[str], Optional[str]]
   kernel_init: Initializer = default_kernel_init
   dtype: DType = jnp.float32
+  methods: Optional[methods_lib.Methods] = None
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     """[..., in] -> [..., features]."""
-    kernel = _param(self, 'kernel', self.kernel_init,
-                    (x.shape[-1], self.features), self.kernel_axes)
+    shape = (x.shape[-1], self.features)
+    kernel = _param(self, 'kernel', self.kernel_init, shape, self.kernel_axes)
     x = jnp.asarray(x, self.dtype)
-    return jnp.dot(x, jnp.asarray(kernel, self.dtype))
+    y = jnp.dot(x, jnp.asarray(kernel, self.dtype))
+    if methods_lib.lora_applies(self.methods, self):
+      y = y + methods_lib.lora_delta(self, self.methods, x, shape,
+                                     self.kernel_axes)
+    return y
 
 
 class Embed(nn.Module):
@@ -165,21 +178,26 @@ class MultiHeadAttention(nn.Module):
   dropout_rate: float = 0.0
   kernel_init: Initializer = nn.initializers.variance_scaling(
       1.0, 'fan_in', 'normal')
+  methods: Optional[methods_lib.Methods] = None
 
   @nn.compact
   def __call__(self, inputs_q: Array, inputs_kv: Array,
                mask: Optional[Array] = None, bias: Optional[Array] = None,
-               *, deterministic: bool = True, decode: bool = False) -> Array:
+               *, deterministic: bool = True, decode: bool = False,
+               prefix: Optional[Tuple[Array, Array]] = None) -> Array:
     """Attends from `inputs_q` [B, T, H] to `inputs_kv` [B, S, H].
 
     Args:
       inputs_q: queries' inputs, [B, T, H].
       inputs_kv: keys' and values' inputs, [B, S, H].
       mask: boolean [B, 1, T, S], True where attention is allowed.
-      bias: additive [1, N, T, S] (relative positions).
+      bias: additive [1, N, T, S] (relative positions); [1, N, T, P+S] with
+        a prefix.
       deterministic: disables dropout.
       decode: autoregressive mode: keys and values are appended to a cache of
         length L (the 'cache' collection) one position per call, T == 1.
+      prefix: (key, value) `[P, N*D]` each, put in front of the keys and
+        values (after the cache) and visible to every query.
 
     Returns:
       [B, T, H].
@@ -191,7 +209,13 @@ class MultiHeadAttention(nn.Module):
       return self.kernel_init(*args) / depth_scaling
 
     def project(name, x, init):
-      y = Dense(features, ('embed', 'heads'), init, self.dtype, name=name)(x)
+      y = Dense(features, ('embed', 'heads'), init, self.dtype, self.methods,
+                name=name)(x)
+      scale = (methods_lib.ia3_scale(self, self.methods, f'ia3_{name}',
+                                     features, 'heads')
+               if name in ('key', 'value') else None)
+      if scale is not None:
+        y = y * jnp.asarray(scale, y.dtype)
       # [B, T, N*D] -> [B, T, N, D]
       return y.reshape(y.shape[:-1] + (self.num_heads, self.head_dim))
 
@@ -202,6 +226,9 @@ class MultiHeadAttention(nn.Module):
     if decode:
       query, key, value, mask, bias = self._use_cache(query, key, value, mask,
                                                       bias)
+    if prefix is not None:
+      # -> [B, P+S, N, D], mask [B, 1, T, P+S]
+      key, value, mask = methods_lib.prepend_prefix(prefix, key, value, mask)
 
     # [B, T, N, D] x [B, S, N, D] -> [B, N, T, S]; logits in float32.
     logits = jnp.einsum('btnd,bsnd->bnts', query, key,
@@ -218,7 +245,7 @@ class MultiHeadAttention(nn.Module):
     # [B, T, N, D] -> [B, T, N*D]
     out = out.reshape(out.shape[:-2] + (features,))
     return Dense(inputs_q.shape[-1], ('heads', 'embed'), self.kernel_init,
-                 self.dtype, name='out')(out)
+                 self.dtype, self.methods, name='out')(out)
 
   def _use_cache(self, query, key, value, mask, bias):
     """Writes this step's key/value into the cache; returns the full cache.
@@ -261,6 +288,7 @@ class MlpBlock(nn.Module):
   activations: Sequence[str] = ('gelu', 'linear')
   dtype: DType = jnp.float32
   dropout_rate: float = 0.0
+  methods: Optional[methods_lib.Methods] = None
 
   @nn.compact
   def __call__(self, x: Array, *, deterministic: bool = True) -> Array:
@@ -269,14 +297,19 @@ class MlpBlock(nn.Module):
     for index, name in enumerate(self.activations):
       # [B, T, H] -> [B, T, F]
       h = Dense(self.mlp_dim, ('embed', 'mlp'), dtype=self.dtype,
+                methods=self.methods,
                 name=f'wi_{index}' if len(self.activations) > 1 else 'wi')(x)
       h = _activation(name)(h)
       hidden = h if hidden is None else hidden * h
+    scale = methods_lib.ia3_scale(self, self.methods, 'ia3_hidden',
+                                  self.mlp_dim, 'mlp')
+    if scale is not None:
+      hidden = hidden * jnp.asarray(scale, hidden.dtype)
     hidden = nn.with_logical_constraint(hidden, ('batch', 'length', 'mlp'))
     hidden = nn.Dropout(self.dropout_rate, broadcast_dims=(-2,))(
         hidden, deterministic=deterministic)
     return Dense(x.shape[-1], ('mlp', 'embed'), dtype=self.dtype,
-                 name='wo')(hidden)
+                 methods=self.methods, name='wo')(hidden)
 
 
 def _activation(name: str) -> Callable[[Array], Array]:

@@ -79,6 +79,7 @@ NOT_TRANSCRIBED = ('paper values not transcribed: the paper printed no '
                    'per-size numbers for this figure')
 
 PROMPT_PARAM_PREFIX = 'encoder/prompt/'
+SENTINEL_SUFFIX = '_sentinel'
 _SIZE_NAMES = {'small': 'T5 1.1 Small', 'base': 'T5 1.1 Base',
                'large': 'T5 1.1 Large', 'xl': 'T5 1.1 XL',
                'xxl': 'T5 1.1 XXL'}
@@ -393,7 +394,13 @@ def infer_pretraining(checkpoint: Any, task: str) -> str:
   elif isinstance(checkpoint, str) and checkpoint:
     lowered = checkpoint.lower()
     lm = re.search(r'lm(\d+)k', lowered)
-    if lm:
+    corpus = re.search(r'corpus_t5/[^/]+/(span_corruption|lm_adapted_\w+)/'
+                       r'checkpoint_(\d+)', lowered)
+    if corpus and corpus.group(1) == 'span_corruption':
+      objective = 'span corruption'
+    elif corpus:
+      objective = f'LM adaptation {corpus.group(2)} steps'
+    elif lm:
       objective = f'LM adaptation {lm.group(1)}K'
     elif re.search(r't5_1_1_(small|base|large|xl|xxl)', lowered):
       objective = 'span corruption'
@@ -404,7 +411,7 @@ def infer_pretraining(checkpoint: Any, task: str) -> str:
       objective = '/'.join(tail) or checkpoint
   else:
     objective = 'unknown'
-  if task.endswith('_sentinel'):
+  if task.endswith(SENTINEL_SUFFIX):
     objective += ' + sentinel'
   return objective
 
@@ -1012,7 +1019,7 @@ def plot_score_vs_parameters(groups: Sequence[Group], path: str) -> str:
   Returns:
     The figure's caption.
   """
-  task = groups[0].first.task
+  task = groups[0].first.task.removesuffix(SENTINEL_SUFFIX)
   fig = _new_figure(6.4, 4.4)
   ax = fig.add_subplot()
   lines = _figure1_lines(groups)
@@ -1050,7 +1057,7 @@ def plot_ablations(groups: Sequence[Group], path: str) -> Optional[str]:
   prompt = [g for g in groups if 'prompt tuning' in g.first.method]
   if not prompt:
     return None
-  task = prompt[0].first.task
+  task = prompt[0].first.task.removesuffix(SENTINEL_SUFFIX)
 
   def attrs(g):
     r = g.first
@@ -1157,9 +1164,10 @@ def write_report(paths: Sequence[str], output_dir: str, *,
 
   if figures and runs:
     sections.append('## Figures\n')
+    # '+ sentinel' runs are a pretraining setting of their task's figures.
     by_task = collections.defaultdict(list)
     for group in groups:
-      by_task[group.first.task].append(group)
+      by_task[group.first.task.removesuffix(SENTINEL_SUFFIX)].append(group)
     for task, task_groups in sorted(by_task.items()):
       name = f'figure1_{_file_name(task)}.png'
       caption = plot_score_vs_parameters(task_groups, str(out / name))
@@ -1179,26 +1187,29 @@ def write_report(paths: Sequence[str], output_dir: str, *,
   return written
 
 
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', None,
-                                  'Where report.md and the PNGs go.')
-_FIGURES = flags.DEFINE_bool('figures', True,
-                             'Draw the figures (needs matplotlib).')
+def define_flags() -> None:
+  """The command's flags (defined only when it runs, so that importing this
+  module as a library defines none)."""
+  flags.DEFINE_string('output_dir', None, 'Where report.md and the PNGs go.')
+  flags.DEFINE_bool('figures', True, 'Draw the figures (needs matplotlib).')
 
 
 def main(argv: Sequence[str]) -> None:
-  if not _OUTPUT_DIR.value:
+  output_dir, figures = flags.FLAGS.output_dir, flags.FLAGS.figures
+  if not output_dir:
     raise app.UsageError('--output_dir is required')
-  if _FIGURES.value:
+  if figures:
     try:
       import matplotlib  # pylint: disable=g-import-not-at-top,unused-import
     except ImportError as e:
       raise app.UsageError('figures need matplotlib: pip install matplotlib '
                            '(or pass --nofigures)') from e
-  written = write_report(argv[1:], _OUTPUT_DIR.value, figures=_FIGURES.value)
+  written = write_report(argv[1:], output_dir, figures=figures)
   print((pathlib.Path(written['report'])).read_text())
   for name, path in sorted(written.items()):
     print(f'{name}: {path}')
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

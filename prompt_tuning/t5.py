@@ -6,9 +6,13 @@ H embed, V vocabulary, L max decode length.
 The parameter tree is flaxformer's (`token_embedder`, `encoder/layers_N/...`,
 `decoder/logits_dense`), so released t5x checkpoints load as they are. The only
 entry points are `encode`, `decode` and `__call__`.
+
+Parameter-efficient methods (`prompt_tuning.methods`) plug in through the
+optional `methods` attribute: the encoder prompt, prefixes of the stacks'
+attention, adapters after sublayers, and (inside `layers`) LoRA and IA3.
 """
 import dataclasses
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -16,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from prompt_tuning import layers
+from prompt_tuning import methods as methods_lib
 from prompt_tuning import prompts
 
 Array = jax.Array
@@ -78,18 +83,22 @@ def _dropout(config: T5Config) -> nn.Dropout:
   return nn.Dropout(config.dropout_rate, broadcast_dims=(-2,))
 
 
-def _attention(config: T5Config, name: str) -> layers.MultiHeadAttention:
+def _attention(config: T5Config, name: str,
+               methods: Optional[methods_lib.Methods] = None
+               ) -> layers.MultiHeadAttention:
   return layers.MultiHeadAttention(config.num_heads, config.head_dim,
-                                   config.dtype, config.dropout_rate, name=name)
+                                   config.dtype, config.dropout_rate,
+                                   methods=methods, name=name)
 
 
 def _norm(config: T5Config, name: str) -> layers.RMSNorm:
   return layers.RMSNorm(config.layer_norm_epsilon, config.dtype, name=name)
 
 
-def _mlp(config: T5Config) -> layers.MlpBlock:
+def _mlp(config: T5Config,
+         methods: Optional[methods_lib.Methods] = None) -> layers.MlpBlock:
   return layers.MlpBlock(config.mlp_dim, config.mlp_activations, config.dtype,
-                         config.dropout_rate, name='mlp')
+                         config.dropout_rate, methods=methods, name='mlp')
 
 
 def _relpos(config: T5Config) -> layers.RelativePositionBiases:
@@ -106,39 +115,48 @@ def _constrain(x: Array) -> Array:
 class EncoderLayer(nn.Module):
   """Pre-norm self-attention and MLP sublayers with residuals."""
   config: T5Config
+  methods: Optional[methods_lib.Methods] = None
 
   @nn.compact
-  def __call__(self, inputs, mask, bias, deterministic):
-    """[B, P+T, H] -> [B, P+T, H]."""
-    cfg = self.config
+  def __call__(self, inputs, mask, bias, deterministic, prefix=None):
+    """[B, P+T, H] -> [B, P+T, H]; `prefix`: this layer's (key, value)."""
+    cfg, methods = self.config, self.methods
     x = _norm(cfg, 'pre_attention_layer_norm')(inputs)
-    x = _attention(cfg, 'attention')(x, x, mask, bias,
-                                     deterministic=deterministic)
+    x = _attention(cfg, 'attention', methods)(
+        x, x, mask, bias, deterministic=deterministic, prefix=prefix)
+    x = methods_lib.adapter(methods, 'attention')(x)
     x = _dropout(cfg)(x, deterministic=deterministic) + inputs
     y = _norm(cfg, 'pre_mlp_layer_norm')(x)
-    y = _mlp(cfg)(y, deterministic=deterministic)
+    y = _mlp(cfg, methods)(y, deterministic=deterministic)
+    y = methods_lib.adapter(methods, 'mlp')(y)
     return _constrain(_dropout(cfg)(y, deterministic=deterministic) + x)
 
 
 class DecoderLayer(nn.Module):
   """Causal self-attention, cross-attention and MLP sublayers."""
   config: T5Config
+  methods: Optional[methods_lib.Methods] = None
 
   @nn.compact
   def __call__(self, inputs, encoded, self_mask, cross_mask, bias,
-               deterministic, decode):
+               deterministic, decode, self_prefix=None, cross_prefix=None):
     """[B, U, H] attending to encoded [B, P+T, H] -> [B, U, H]."""
-    cfg = self.config
+    cfg, methods = self.config, self.methods
     x = _norm(cfg, 'pre_self_attention_layer_norm')(inputs)
-    x = _attention(cfg, 'self_attention')(
-        x, x, self_mask, bias, deterministic=deterministic, decode=decode)
+    x = _attention(cfg, 'self_attention', methods)(
+        x, x, self_mask, bias, deterministic=deterministic, decode=decode,
+        prefix=self_prefix)
+    x = methods_lib.adapter(methods, 'self_attention')(x)
     x = _dropout(cfg)(x, deterministic=deterministic) + inputs
     y = _norm(cfg, 'pre_cross_attention_layer_norm')(x)
-    y = _attention(cfg, 'encoder_decoder_attention')(
-        y, encoded, cross_mask, deterministic=deterministic)
+    y = _attention(cfg, 'encoder_decoder_attention', methods)(
+        y, encoded, cross_mask, deterministic=deterministic,
+        prefix=cross_prefix)
+    y = methods_lib.adapter(methods, 'encoder_decoder_attention')(y)
     y = _dropout(cfg)(y, deterministic=deterministic) + x
     z = _norm(cfg, 'pre_mlp_layer_norm')(y)
-    z = _mlp(cfg)(z, deterministic=deterministic)
+    z = _mlp(cfg, methods)(z, deterministic=deterministic)
+    z = methods_lib.adapter(methods, 'mlp')(z)
     return _constrain(_dropout(cfg)(z, deterministic=deterministic) + y)
 
 
@@ -148,18 +166,19 @@ class Encoder(nn.Module):
   shared_embedding: nn.Module
   prompt_length: int = 0
   prompt_init: prompts.Initializer = prompts.random_uniform()
+  methods: Optional[methods_lib.Methods] = None
 
   @nn.compact
   def __call__(self, encoder_input_tokens, prompt=None, prompt_ids=None,
                enable_dropout=False):
     """[B, T] tokens -> [B, P+T, H] (P = 0 without a prompt)."""
-    cfg = self.config
+    cfg, methods = self.config, self.methods
     deterministic = not enable_dropout
     # [B, T] -> [B, T, H]
     x = self.shared_embedding(encoder_input_tokens.astype(jnp.int32))
     if prompt is None and self.prompt_length:
-      prompt = prompts.EncoderPrompt(self.prompt_length, cfg.emb_dim,
-                                     self.prompt_init, name='prompt')()
+      prompt = methods_lib.encoder_prompt(methods, self.prompt_length,
+                                          cfg.emb_dim, self.prompt_init)
     prompt_length = 0
     if prompt is not None:
       prompt_length = prompt.shape[-2]
@@ -169,12 +188,17 @@ class Encoder(nn.Module):
     mask = layers.attention_mask(valid, valid)
     x = _dropout(cfg)(x, deterministic=deterministic).astype(cfg.dtype)
     length = x.shape[1]
-    bias = _relpos(cfg)(length, length, bidirectional=True)
+    bias = methods_lib.relpos_bias(_relpos(cfg), length, length, True,
+                                   methods_lib.stack_prefix(methods, 'encoder'))
+    prefixes = methods_lib.stack_prefixes(methods, 'encoder', cfg,
+                                          cfg.num_encoder_layers)
     # `deterministic` (argument 4, counting self) is a Python bool.
     layer = (nn.remat(EncoderLayer, static_argnums=(4,)) if cfg.remat
              else EncoderLayer)
     for index in range(cfg.num_encoder_layers):
-      x = layer(cfg, name=f'layers_{index}')(x, mask, bias, deterministic)
+      x = layer(cfg, methods, name=f'layers_{index}')(
+          x, mask, bias, deterministic,
+          methods_lib.layer_prefix(prefixes, index))
     x = _norm(cfg, 'encoder_norm')(x)
     return _dropout(cfg)(x, deterministic=deterministic)
 
@@ -183,6 +207,7 @@ class Decoder(nn.Module):
   """Runs the decoder stack over `[B, U]` tokens, attending to the encoder."""
   config: T5Config
   shared_embedding: nn.Module
+  methods: Optional[methods_lib.Methods] = None
 
   @nn.compact
   def __call__(self, encoded, encoder_valid, decoder_input_tokens,
@@ -200,7 +225,8 @@ class Decoder(nn.Module):
       decode: one step of autoregressive decoding with the key/value cache.
       max_decode_length: L, the cache length; required with `decode`.
     """
-    cfg = self.config
+    cfg, methods = self.config, self.methods
+    prefix = methods_lib.stack_prefix(methods, 'decoder')
     deterministic = not enable_dropout
     batch, length = decoder_input_tokens.shape
     y = self.shared_embedding(decoder_input_tokens.astype(jnp.int32))
@@ -212,8 +238,8 @@ class Decoder(nn.Module):
       self_mask = None
       cross_mask = layers.attention_mask(jnp.ones((batch, length), bool),
                                          encoder_valid)
-      bias = _relpos(cfg)(max_decode_length, max_decode_length,
-                          bidirectional=False)
+      bias = methods_lib.relpos_bias(_relpos(cfg), max_decode_length,
+                                     max_decode_length, False, prefix)
     else:
       if decoder_target_tokens is None:
         valid = jnp.ones((batch, length), bool)
@@ -222,14 +248,19 @@ class Decoder(nn.Module):
       self_mask = jnp.logical_and(layers.attention_mask(valid, valid),
                                   layers.causal_mask(length))
       cross_mask = layers.attention_mask(valid, encoder_valid)
-      bias = _relpos(cfg)(length, length, bidirectional=False)
+      bias = methods_lib.relpos_bias(_relpos(cfg), length, length, False,
+                                     prefix)
+    prefixes = methods_lib.stack_prefixes(methods, 'decoder', cfg,
+                                          cfg.num_decoder_layers)
     # `deterministic` and `decode` (arguments 6 and 7) are Python bools; a
     # decoding step has no backward pass to save memory for.
     layer = (nn.remat(DecoderLayer, static_argnums=(6, 7))
              if cfg.remat and not decode else DecoderLayer)
     for index in range(cfg.num_decoder_layers):
-      y = layer(cfg, name=f'layers_{index}')(
-          y, encoded, self_mask, cross_mask, bias, deterministic, decode)
+      y = layer(cfg, methods, name=f'layers_{index}')(
+          y, encoded, self_mask, cross_mask, bias, deterministic, decode,
+          methods_lib.layer_prefix(prefixes, index, 'self'),
+          methods_lib.layer_prefix(prefixes, index, 'cross'))
     y = _norm(cfg, 'decoder_norm')(y)
     y = _dropout(cfg)(y, deterministic=deterministic)
     if cfg.logits_via_embedding:
@@ -249,17 +280,21 @@ class Transformer(nn.Module):
   `apply` may also be given a `prompt` explicitly (`[P, H]`, `[B, P, H]`, or a
   bank `[N, P, H]` with `prompt_ids`), which then replaces the owned one; this
   is how banks of prompts are served and ensembled.
+
+  `methods` plugs parameter-efficient methods into the model (see
+  `prompt_tuning.methods`); None is the plain T5.
   """
   config: T5Config
   prompt_length: int = 0
   prompt_init: prompts.Initializer = prompts.random_uniform()
+  methods: Optional[methods_lib.Methods] = None
 
   def setup(self):
     cfg = self.config
     self.token_embedder = layers.Embed(cfg.vocab_size, cfg.emb_dim, cfg.dtype)
     self.encoder = Encoder(cfg, self.token_embedder, self.prompt_length,
-                           self.prompt_init)
-    self.decoder = Decoder(cfg, self.token_embedder)
+                           self.prompt_init, self.methods)
+    self.decoder = Decoder(cfg, self.token_embedder, self.methods)
 
   def encode(self, encoder_input_tokens, prompt=None, prompt_ids=None,
              enable_dropout=False):

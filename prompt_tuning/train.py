@@ -32,6 +32,9 @@ def main(argv):
   gin_utils.summarize_gin_config(model_dir)
   print(f'trained to step {result.step}; train loss/token '
         f'{result.metrics.get("loss_per_token", float("nan")):.4f}')
+  if result.zero_shot_metrics is not None:
+    print('zero-shot (the frozen model without a prompt):')
+    print(inference.format_metrics(result.zero_shot_metrics))
   for record in result.eval_history:
     print(f'validation at step {record["step"]}:')
     print(inference.format_metrics(record['metrics']))

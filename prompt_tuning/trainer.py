@@ -437,6 +437,25 @@ def setup_model(model: models.EncoderDecoderModel,
 # ----------------------------------------------------------------------------
 
 
+def _evaluate_zero_shot(model: models.EncoderDecoderModel, params: PyTree,
+                        eval_name: str, eval_kwargs: Mapping[str, Any]
+                        ) -> Dict[str, Any]:
+  """Evaluates `params` without the prompt, on a prompt-free `model`."""
+  from prompt_tuning import evaluation  # pylint: disable=g-import-not-at-top
+  if not model.module.prompt_length:
+    raise ValueError('eval_zero_shot needs a model with a prompt; '
+                     'prompt_length is 0')
+  bare = dataclasses.replace(model, module=model.module.clone(prompt_length=0))
+  without_prompt = _unflat({name: value for name, value in _flat(params).items()
+                            if not re.fullmatch(PROMPT_REGEX, name)})
+  evaluator = evaluation.Evaluator(bare, eval_name, **eval_kwargs)
+  results = evaluator.evaluate(without_prompt, 0)
+  for task, task_metrics in sorted(results.items()):
+    logging.info('zero-shot (no prompt)  %s  %s', task, ', '.join(
+        f'{k} {v:.2f}' for k, v in sorted(task_metrics.items())))
+  return results
+
+
 @dataclasses.dataclass
 class TrainResult:
   """What a run ended with: its last step, trainable parameters, train
@@ -447,6 +466,7 @@ class TrainResult:
   eval_history: list
   best_step: Optional[int] = None
   best_metrics: Optional[Dict[str, Any]] = None
+  zero_shot_metrics: Optional[Dict[str, Any]] = None
   # Times jit traced (so compiled) the train step: 1 when every batch had
   # the same shapes; the recompilations after the first step are this - 1.
   step_compilations: int = 0
@@ -484,6 +504,7 @@ def train(*,
           selection_tasks: Optional[Sequence[str]] = None,
           vocabulary: Optional[Any] = None,
           export_t5x: bool = False,
+          eval_zero_shot: bool = False,
           frozen_dtype: Optional[str] = None) -> TrainResult:
   """Trains the parameters matching `trainable_regexes`; returns the result.
 
@@ -526,6 +547,10 @@ def train(*,
       (default: the model's output vocabulary).
     export_t5x: at the end, write all parameters as a t5x checkpoint
       `MODEL_DIR/checkpoint_STEP` (model tuning, pretraining).
+    eval_zero_shot: before training, also evaluate the frozen model without
+      its prompt (`TrainResult.zero_shot_metrics`; logged, not written to
+      MODEL_DIR/eval, whose steps are the prompted model's). Needs
+      `eval_mode` and a model with a prompt.
     frozen_dtype: None or 'float32' (the paper), or 'bfloat16': the frozen
       weights are kept in that dtype on the devices (`cast_frozen`), halving
       their memory. Trainable parameters stay float32.
@@ -599,14 +624,15 @@ def train(*,
   evaluator = tracker = None
   if eval_mode is not None:
     from prompt_tuning import evaluation  # pylint: disable=g-import-not-at-top
-    evaluator = evaluation.Evaluator(
-        model, eval_mixture_or_task_name or mixture_or_task_name,
+    eval_name = eval_mixture_or_task_name or mixture_or_task_name
+    eval_kwargs = dict(
         split=eval_split,
         feature_lengths=eval_feature_lengths or task_feature_lengths,
         batch_size=eval_batch_size or batch_size, mode=eval_mode,
         decode_kwargs=decode_kwargs, label_strings=class_labels,
-        model_dir=model_dir, num_examples=eval_num_examples, mesh=mesh,
-        rules=rules)
+        num_examples=eval_num_examples, mesh=mesh, rules=rules)
+    evaluator = evaluation.Evaluator(model, eval_name, model_dir=model_dir,
+                                     **eval_kwargs)
     tracker = evaluation.BestCheckpointTracker(model_dir)
     unknown = set(selection_tasks or ()) - set(evaluator.task_names)
     if unknown:
@@ -643,6 +669,13 @@ def train(*,
                              'opt_state': opt_state}, data_checkpoint)
     if is_chief:
       save_numpy_params(jax.device_get(trainable), model_dir, step)
+
+  zero_shot_metrics = None
+  if eval_zero_shot and step == 0:
+    if evaluator is None:
+      raise ValueError('eval_zero_shot needs an evaluation; eval_mode is None')
+    zero_shot_metrics = _evaluate_zero_shot(
+        model, merge_params(trainable, frozen), eval_name, eval_kwargs)
 
   if evaluator is not None and eval_before_training and step == 0:
     eval_history.append({'step': 0, 'metrics': evaluate(0)})
@@ -721,4 +754,5 @@ def train(*,
                      metrics=last, eval_history=eval_history,
                      best_step=tracker.best_step if tracker else None,
                      best_metrics=tracker.best_metrics if tracker else None,
+                     zero_shot_metrics=zero_shot_metrics,
                      step_compilations=compilations[0])

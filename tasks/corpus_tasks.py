@@ -9,6 +9,7 @@ Registered on import:
 | `corpus_prefix_lm`                | the prefix-LM ("LM adaptation") objective over the same texts |
 | `corpus_<task>_n<N>`              | downstream `task` (topic, sentiment, author), N training examples, N in `TRAIN_SIZES` |
 | `corpus_<task>`                   | the same with `DEFAULT_TRAIN_SIZE` training examples          |
+| `corpus_<task>[_n<N>]_sentinel`   | the paper's "+ sentinel" setting: `<extra_id_0>` before each target |
 
 The pretraining tasks have one split, 'train'; infinite training is the
 trainer's business (`num_epochs=None`). Like T5's C4 tasks they tokenize the
@@ -49,6 +50,7 @@ import seqio
 import tensorflow as tf
 
 from prompt_tuning.tasks import corpus
+from prompt_tuning.tasks import lm
 from prompt_tuning.tasks import lm_preprocessors
 from prompt_tuning.tasks import metrics
 from prompt_tuning.tasks import postprocessors
@@ -201,6 +203,7 @@ def _register() -> None:
           postprocess_fn=postprocessors.string_label_to_class_id(
               TARGETS[task]),
           metric_fns=[metrics.accuracy])
+      lm.add_sentinel_variant(task_name(task, train_size))
 
 
 _register()

@@ -236,6 +236,10 @@ def test_read_run_paper_size_is_named(tmp_path):
     ('gs://t5-data/pretrained_models/t5x/t5_1_1_base/checkpoint_1000000',
      'taskless_super_glue_rte_v102_sentinel', 'span corruption + sentinel'),
     ('/data/my_model/checkpoint_5', 'x', 'my_model/checkpoint_5'),
+    ('/pkg/data/corpus_t5/tiny/span_corruption/checkpoint_1500',
+     'corpus_topic_sentinel', 'span corruption + sentinel'),
+    ('/pkg/data/corpus_t5/small/lm_adapted_short/checkpoint_300',
+     'corpus_topic', 'LM adaptation 300 steps'),
 ])
 def test_infer_pretraining(checkpoint, task, expected):
   assert report.infer_pretraining(checkpoint, task) == expected

@@ -280,3 +280,31 @@ def test_best_step_is_selected_on_the_named_tasks_only(tmp_path,
     _train(tmp_path / 'other', path, _model(params), train_steps=2,
            eval_mode='decode', eval_num_examples=8,
            selection_tasks=['taskless_offline_weekend'])
+
+
+def test_zero_shot_evaluation_is_the_frozen_model_without_prompt(
+    tmp_path, frozen_checkpoint):
+  from prompt_tuning import evaluation  # pylint: disable=g-import-not-at-top
+  path, params = frozen_checkpoint
+  result = _train(tmp_path, path, _model(params), train_steps=1,
+                  eval_zero_shot=True)
+  expected = evaluation.evaluate(
+      _model(params, prompt_length=0), params, TASK,
+      feature_lengths=LENGTHS, batch_size=8, mode='rank',
+      label_strings=offline.LABELS['topic'], num_examples=16)
+  assert result.zero_shot_metrics == expected
+  # Only the prompted model's evaluations are written to MODEL_DIR/eval.
+  assert 0 not in {r['step'] for r in evaluation.read_metrics_jsonl(
+      os.path.join(tmp_path, 'eval', 'metrics.jsonl'))}
+
+
+def test_zero_shot_evaluation_needs_a_prompt_and_an_evaluation(
+    tmp_path, frozen_checkpoint):
+  path, params = frozen_checkpoint
+  with pytest.raises(ValueError, match='eval_mode is None'):
+    _train(tmp_path / 'a', path, _model(params), train_steps=1,
+           eval_mode=None, eval_zero_shot=True)
+  with pytest.raises(ValueError, match='prompt_length is 0'):
+    _train(tmp_path / 'b', path, _model(params, prompt_length=0),
+           train_steps=1, eval_zero_shot=True,
+           trainable_regexes=[trainer.MODEL_TUNING_REGEX])
