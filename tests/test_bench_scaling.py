@@ -27,7 +27,7 @@ def test_fit_curve_needs_two_values():
     bench_scaling.fit_curve([3, 3], [1.0, 2.0])
 
 
-@pytest.fixture
+@pytest.fixture(scope='module')
 def fast_compiles():
   previous = jax.config.read('jax_disable_most_optimizations')
   jax.config.update('jax_disable_most_optimizations', True)
