@@ -64,6 +64,9 @@ setuptools.setup(
         # PEFT; torch 2.13.0 is the CPU build, any other spec pulls CUDA
         # packages.
         'hf': ['torch==2.13.0', 'transformers', 'peft'],
+        # The benchmark's side-by-side cases against HF PEFT
+        # (`python -m prompt_tuning.bench`); the same CPU build of torch.
+        'bench': ['torch==2.13.0', 'transformers', 'peft'],
         'gpu': ['jax[cuda12]'],
         'tpu': ['jax[tpu]'],
     },

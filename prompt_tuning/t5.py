@@ -46,6 +46,11 @@ class T5Config:
   mlp_activations: Tuple[str, ...] = ('gelu', 'linear')
   # T5 1.0 ties the output layer to the embedding; T5 1.1 does not.
   logits_via_embedding: bool = False
+  # Rematerialisation: each encoder and decoder layer keeps only its inputs
+  # for the backward pass and recomputes the rest (less memory for long
+  # inputs and large models, about one more forward pass of compute). The
+  # values computed are the same.
+  remat: bool = False
 
   def __post_init__(self):
     object.__setattr__(self, 'dtype', jnp.dtype(self.dtype))
@@ -187,8 +192,11 @@ class Encoder(nn.Module):
                                    methods_lib.stack_prefix(methods, 'encoder'))
     prefixes = methods_lib.stack_prefixes(methods, 'encoder', cfg,
                                           cfg.num_encoder_layers)
+    # `deterministic` (argument 4, counting self) is a Python bool.
+    layer = (nn.remat(EncoderLayer, static_argnums=(4,)) if cfg.remat
+             else EncoderLayer)
     for index in range(cfg.num_encoder_layers):
-      x = EncoderLayer(cfg, methods, name=f'layers_{index}')(
+      x = layer(cfg, methods, name=f'layers_{index}')(
           x, mask, bias, deterministic,
           methods_lib.layer_prefix(prefixes, index))
     x = _norm(cfg, 'encoder_norm')(x)
@@ -244,8 +252,12 @@ class Decoder(nn.Module):
                                      prefix)
     prefixes = methods_lib.stack_prefixes(methods, 'decoder', cfg,
                                           cfg.num_decoder_layers)
+    # `deterministic` and `decode` (arguments 6 and 7) are Python bools; a
+    # decoding step has no backward pass to save memory for.
+    layer = (nn.remat(DecoderLayer, static_argnums=(6, 7))
+             if cfg.remat and not decode else DecoderLayer)
     for index in range(cfg.num_decoder_layers):
-      y = DecoderLayer(cfg, methods, name=f'layers_{index}')(
+      y = layer(cfg, methods, name=f'layers_{index}')(
           y, encoded, self_mask, cross_mask, bias, deterministic, decode,
           methods_lib.layer_prefix(prefixes, index, 'self'),
           methods_lib.layer_prefix(prefixes, index, 'cross'))

@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import time
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 import flax
@@ -85,6 +85,31 @@ def merge_params(trainable: PyTree, frozen: PyTree) -> Dict[str, Any]:
   return _unflat({**_flat(frozen), **_flat(trainable)})
 
 
+FROZEN_DTYPES = ('float32', 'bfloat16')
+
+
+def cast_frozen(frozen: PyTree, frozen_dtype: Optional[str]) -> PyTree:
+  """The frozen parameters stored in `frozen_dtype` (None: unchanged).
+
+  NOTE: the model casts every parameter to its activation dtype where it is
+  used, so frozen weights kept in bfloat16 halve their memory and change the
+  computation only by rounding the weights (with float32 activations, the
+  matmuls still run in float32). The paper keeps them in float32, the default.
+  Trainable parameters and the optimizer state stay float32.
+
+  Raises:
+    ValueError: `frozen_dtype` is not one of `FROZEN_DTYPES`.
+  """
+  if frozen_dtype is None:
+    return frozen
+  if frozen_dtype not in FROZEN_DTYPES:
+    raise ValueError(f'FROZEN_DTYPE is {frozen_dtype!r}; expected one of '
+                     f'{list(FROZEN_DTYPES)}')
+  dtype = np.dtype(jax.numpy.dtype(frozen_dtype))
+  return jax.tree_util.tree_map(
+      lambda x: x if x.dtype == dtype else x.astype(dtype), frozen)
+
+
 def count_params(tree: PyTree) -> Tuple[int, int]:
   """(number of values, bytes) over the leaves."""
   leaves = jax.tree_util.tree_leaves(tree)
@@ -123,14 +148,22 @@ def train_step(model: models.EncoderDecoderModel,
 def make_train_step(model: models.EncoderDecoderModel,
                     optimizer: optax.GradientTransformation, mesh: Any,
                     trainable_shardings: PyTree, frozen_shardings: PyTree,
-                    dropout_root: Optional[jax.Array]):
+                    dropout_root: Optional[jax.Array],
+                    on_trace: Optional[Callable[[], None]] = None):
   """The jitted, sharded `train_step(trainable, frozen, opt_state, batch,
   step)`: batches split on the data axis, the optimizer state replicated,
   trainable parameters and optimizer state donated. Dropout keys are
-  `fold_in(dropout_root, step)`; `dropout_root=None` turns dropout off."""
+  `fold_in(dropout_root, step)`; `dropout_root=None` turns dropout off.
+
+  `on_trace`, if given, is called each time jit traces the step, i.e. each
+  time it compiles it (a new shape or dtype): a run whose batches all have one
+  shape traces once.
+  """
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
   def step_fn(trainable, frozen, opt_state, batch, step):
+    if on_trace is not None:
+      on_trace()
     dropout_rng = (None if dropout_root is None
                    else jax.random.fold_in(dropout_root, step))
     return train_step(model, optimizer, trainable, frozen, opt_state, batch,
@@ -434,6 +467,9 @@ class TrainResult:
   best_step: Optional[int] = None
   best_metrics: Optional[Dict[str, Any]] = None
   zero_shot_metrics: Optional[Dict[str, Any]] = None
+  # Times jit traced (so compiled) the train step: 1 when every batch had
+  # the same shapes; the recompilations after the first step are this - 1.
+  step_compilations: int = 0
 
 
 def train(*,
@@ -468,7 +504,8 @@ def train(*,
           selection_tasks: Optional[Sequence[str]] = None,
           vocabulary: Optional[Any] = None,
           export_t5x: bool = False,
-          eval_zero_shot: bool = False) -> TrainResult:
+          eval_zero_shot: bool = False,
+          frozen_dtype: Optional[str] = None) -> TrainResult:
   """Trains the parameters matching `trainable_regexes`; returns the result.
 
   Args:
@@ -514,6 +551,9 @@ def train(*,
       its prompt (`TrainResult.zero_shot_metrics`; logged, not written to
       MODEL_DIR/eval, whose steps are the prompted model's). Needs
       `eval_mode` and a model with a prompt.
+    frozen_dtype: None or 'float32' (the paper), or 'bfloat16': the frozen
+      weights are kept in that dtype on the devices (`cast_frozen`), halving
+      their memory. Trainable parameters stay float32.
   """
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -532,6 +572,7 @@ def train(*,
   partitioning.global_batch_size_check(batch_size, mesh)
   logging.info('%s', partitioning.describe(mesh, rules))
   trainable, frozen = split_params(setup.params, trainable_regexes)
+  frozen = cast_frozen(frozen, frozen_dtype)
   # On the host before the first step donates it: diagnostics measure drift.
   initial_prompt = _flat(trainable).get(PROMPT_PARAM)
   if initial_prompt is not None:
@@ -566,9 +607,17 @@ def train(*,
   opt_state = jax.jit(optimizer.init, out_shardings=replicated)(trainable)
 
   # ---------------------------------------------------------- Step.
+  # Counts the step's compilations: every batch has the task's fixed feature
+  # lengths, so there must be one, at the first step.
+  compilations = [0]
+
+  def count_compilation():
+    compilations[0] += 1
+
   jitted_step = make_train_step(model, optimizer, mesh, trainable_shardings,
                                 frozen_shardings,
-                                dropout_root if use_dropout else None)
+                                dropout_root if use_dropout else None,
+                                on_trace=count_compilation)
 
   # ------------------------------------------------------ Evaluation.
   eval_history = []
@@ -687,6 +736,11 @@ def train(*,
       writer.flush()
     window_start, window_steps = time.time(), 0
 
+  logging.info('train step compiled %d time(s); %d recompilation(s) after '
+               'the first step', compilations[0], max(compilations[0] - 1, 0))
+  if compilations[0] > 1:
+    logging.warning('the train step was recompiled %d time(s): batches of '
+                    'more than one shape', compilations[0] - 1)
   if export_t5x and is_chief:
     export_dir = os.path.join(model_dir, f'checkpoint_{step}')
     checkpoints.save_t5x(jax.device_get(merge_params(trainable, frozen)),
@@ -700,4 +754,5 @@ def train(*,
                      metrics=last, eval_history=eval_history,
                      best_step=tracker.best_step if tracker else None,
                      best_metrics=tracker.best_metrics if tracker else None,
-                     zero_shot_metrics=zero_shot_metrics)
+                     zero_shot_metrics=zero_shot_metrics,
+                     step_compilations=compilations[0])
