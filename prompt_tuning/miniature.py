@@ -311,12 +311,16 @@ def plot_data_size(plan: Plan, records: Sequence[Mapping[str, Any]],
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(6.4, 4.4))
-  for method in METHODS:
+  # Distinct markers and line styles: equal scores (all at 100%) would
+  # otherwise hide one method's line under another's.
+  styles = (('o', '-', 9), ('s', '--', 6), ('^', ':', 5))
+  for method, (marker, line, size) in zip(METHODS, styles):
     points = [(n, _mean(records, method=method, train_size=n))
               for n in plan.data_size_train_sizes]
     points = [(n, y) for n, y in points if y is not None]
     if points:
-      ax.plot(*zip(*points), marker='o', label=method)
+      ax.plot(*zip(*points), marker=marker, linestyle=line, markersize=size,
+              label=method)
   ax.set_xscale('log', base=2)
   ax.set_xlabel('training examples')
   ax.set_ylabel('validation accuracy (%)')
@@ -324,7 +328,7 @@ def plot_data_size(plan: Plan, records: Sequence[Mapping[str, Any]],
   ax.set_title(f'corpus_{plan.task}: accuracy vs training-set size '
                f'({plan.train_steps} steps)')
   ax.grid(alpha=0.3)
-  ax.legend()
+  ax.legend(loc='lower right')
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -492,12 +496,15 @@ def run_miniature(plan: Plan, output_dir: str) -> Dict[str, str]:
                'reported as they are.\n',
                findings(plan, all_records, ensemble_report)]
   elapsed = time.time() - start
+  run_seconds = sum(r['seconds'] for r in all_records)
   sections += ['## Run time\n',
-               f'{len(unique)} training runs (plus the ensemble) in '
-               f'{elapsed / 60:.1f} minutes on {os.cpu_count()} CPU cores, '
-               f'{plan.train_steps} steps each; runs reused from an earlier '
-               'invocation count their original time below but not in this '
-               'total.\n', _times_table(all_records)]
+               f'{len(unique)} training runs (plus the ensemble), '
+               f'{plan.train_steps} steps each, on {os.cpu_count()} CPU '
+               f'cores: {run_seconds / 60:.1f} minutes of training run time '
+               'in all (each run timed where it ran; runs reused from an '
+               'earlier invocation keep their original time); this '
+               f'invocation took {elapsed / 60:.1f} minutes.\n',
+               _times_table(all_records)]
   from prompt_tuning import checkpoints  # pylint: disable=g-import-not-at-top
   checkpoints.atomic_write_bytes(written['report'],
                                  '\n'.join(sections).encode())

@@ -1005,6 +1005,9 @@ def _style_axis(ax, title: str) -> None:
   xs = [x for line in ax.get_lines() for x in line.get_xdata()]
   if xs and max(xs) < 1.2 * min(xs):  # One size: widen the axis around it.
     ax.set_xlim(min(xs) / 3, max(xs) * 3)
+  # Label the decades only: minor-tick labels within a decade overlap.
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
+  ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _mode(values: Sequence[Any]) -> Any:

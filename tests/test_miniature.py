@@ -145,6 +145,13 @@ def test_tiny_miniature_end_to_end(tmp_path):
   # own.
   assert 'figure3_corpus_topic_sentinel' not in written
   assert re.search(r'span corruption \+ sentinel', report)
+  run_minutes = sum(r['seconds'] for r in summary['runs']) / 60
+  assert f'{run_minutes:.1f} minutes of training run time' in report
+  ensembled = json.loads((tmp_path / 'ensemble' / 'ensemble.json').read_text())
+  scores = {k: ensembled['corpus_topic'][k] for k in ('average', 'ensemble')}
+  assert (f"average {scores['average']['accuracy']:.1f}, best "
+          in report)
+  assert f"ensemble {scores['ensemble']['accuracy']:.1f} |" in report
   rerun = json.loads((tmp_path / 'miniature.json').read_text())
   assert [r['seconds'] for r in rerun['runs']] == [
       r['seconds'] for r in summary['runs']]
