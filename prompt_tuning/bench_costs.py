@@ -111,28 +111,27 @@ def step_flops(config: t5.T5Config, batch_size: int, input_length: int,
   return weight_factor * fwd['weight'] + attention_factor * fwd['attention']
 
 
-def decode_step_flops(config: t5.T5Config, batch_size: int,
-                      encoder_length: int, cache_length: int
-                      ) -> Dict[str, float]:
-  """Matmul FLOPs of one greedy step with the key/value cache, one new token
-  per row: {'cross_kv', 'other', 'total'}.
+def decode_flops(config: t5.T5Config, batch_size: int, encoder_length: int,
+                 cache_length: int) -> Dict[str, float]:
+  """Matmul FLOPs of greedy decoding with the key/value cache:
+  {'prefill', 'step'}.
 
-  'cross_kv' is the projection of the S = P + T encoder positions to the
+  'prefill' is the projection of the S = P + T encoder positions to the
   cross-attention keys and values in every decoder layer (B S Ld 2 (2 H I)),
-  work a decoder that caches them does once, not at every step; 'other' is
-  the rest (the new token's projections, attention over the L-long self cache
-  and the S encoder positions, and the logits).
+  done once per batch before the first step (`models.predict_batch`); 'step'
+  is one step with one new token per row: the new token's projections,
+  attention over the L-long self cache and the S cached encoder positions,
+  and the logits.
   """
   b, s, l = batch_size, encoder_length, cache_length
   h, f, v = config.emb_dim, config.mlp_dim, config.vocab_size
   i = config.num_heads * config.head_dim
   g = len(config.mlp_activations)
   ld = config.num_decoder_layers
-  cross_kv = b * s * ld * 2 * 2 * h * i
-  other = (b * ld * 2 * (6 * h * i + (g + 1) * h * f)
-           + b * ld * 2 * (2 * l * i + 2 * s * i) + b * 2 * h * v)
-  return {'cross_kv': float(cross_kv), 'other': float(other),
-          'total': float(cross_kv + other)}
+  prefill = b * s * ld * 2 * 2 * h * i
+  step = (b * ld * 2 * (6 * h * i + (g + 1) * h * f)
+          + b * ld * 2 * (2 * l * i + 2 * s * i) + b * 2 * h * v)
+  return {'prefill': float(prefill), 'step': float(step)}
 
 
 def mfu(flops_per_step: float, step_time_s: float, device_kind: str,

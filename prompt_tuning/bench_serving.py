@@ -187,11 +187,10 @@ def run_inference(size: str = 'anchor', batch_size: int = 8,
                    batch_size=batch_size, input_length=input_length,
                    prompt_length=prompt_length, decode_length=decode_length,
                    label_length=label_length)
-  step = bench_costs.decode_step_flops(config, batch_size,
-                                       prompt_length + input_length,
-                                       decode_length)
-  common.update({'decode_step_model_flops': step['total'],
-                 'decode_step_cross_kv_flops': step['cross_kv']})
+  flops = bench_costs.decode_flops(config, batch_size,
+                                  prompt_length + input_length, decode_length)
+  common.update({'decode_step_model_flops': flops['step'],
+                 'decode_prefill_model_flops': flops['prefill']})
   records = []
   for case in cases:
     per_step = {'examples': batch_size}
@@ -237,13 +236,13 @@ def inference_table(records: Sequence[Dict[str, Any]]) -> str:
         f' PEFT\'s tokens/s; the same tokens as PEFT at '
         f'{100 * peft["token_agreement_with_ours"]:.1f}% of positions.')
   lines.append(
-      f'Each of our decoding steps projects all {first["prompt_length"]} + '
+      f'Our decoding projects the {first["prompt_length"]} + '
       f'{first["input_length"]} encoder positions to the cross-attention keys '
-      f'and values again: '
-      f'{bench_utils.fmt(first["decode_step_cross_kv_flops"], "flops")} of '
-      f'the step\'s {bench_utils.fmt(first["decode_step_model_flops"], "flops")}'
-      f' model FLOPs (`bench_costs.decode_step_flops`); HF\'s cache keeps '
-      'them from the first step.')
+      'and values once per batch ('
+      f'{bench_utils.fmt(first["decode_prefill_model_flops"], "flops")}), '
+      'then reads them from the cache; a step costs '
+      f'{bench_utils.fmt(first["decode_step_model_flops"], "flops")} model '
+      'FLOPs (`bench_costs.decode_flops`).')
   rank, short = by_case['rank_classification'], by_case['decode_label_length']
   lines.append(
       f'Rank classification of {rank["num_classes"]} labels takes '

@@ -357,16 +357,16 @@ def test_step_flops_formula():
     bench_costs.step_flops(config, 8, 128, 8, 100, 'lora')
 
 
-def test_decode_step_flops():
+def test_decode_flops():
   config = bench_utils.SIZES['anchor']
-  step = bench_costs.decode_step_flops(config, 8, 228, 16)
-  assert step['total'] == step['cross_kv'] + step['other']
-  # B S Ld 2 (2 H I): the encoder positions' keys and values, every layer.
-  assert step['cross_kv'] == 8 * 228 * 4 * 2 * 2 * 256 * 256
-  # Without a cache for them they are most of a step's work.
-  assert step['cross_kv'] > 0.8 * step['total']
-  longer = bench_costs.decode_step_flops(config, 8, 2 * 228, 16)
-  assert longer['cross_kv'] == 2 * step['cross_kv']
+  flops = bench_costs.decode_flops(config, 8, 228, 16)
+  # B S Ld 2 (2 H I): the encoder positions' keys and values, every layer,
+  # once per batch; a step's cost grows only through attention over them.
+  assert flops['prefill'] == 8 * 228 * 4 * 2 * 2 * 256 * 256
+  longer = bench_costs.decode_flops(config, 8, 2 * 228, 16)
+  assert longer['prefill'] == 2 * flops['prefill']
+  assert longer['step'] - flops['step'] == 8 * 4 * 2 * 2 * 228 * 256
+  assert flops['step'] < 0.2 * flops['prefill']
 
 
 @pytest.mark.parametrize('kind, dtype, peak', [
