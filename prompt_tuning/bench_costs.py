@@ -117,11 +117,13 @@ def decode_flops(config: t5.T5Config, batch_size: int, encoder_length: int,
   {'prefill', 'step'}.
 
   'prefill' is the projection of the S = P + T encoder positions to the
-  cross-attention keys and values in every decoder layer (B S Ld 2 (2 H I)),
-  done once per batch before the first step (`models.predict_batch`); 'step'
-  is one step with one new token per row: the new token's projections,
-  attention over the L-long self cache and the S cached encoder positions,
-  and the logits.
+  cross-attention keys and values in every decoder layer (B S Ld 2 (2 H I)).
+  The decoder is written as if each step projected them again, but they do
+  not change during decoding, and XLA hoists them out of the decoding loop
+  (loop-invariant code motion): they are computed once per batch (the
+  inference benchmark measures the time per step to show it). 'step' is one
+  step with one new token per row: the new token's projections, attention
+  over the L-long self cache and the S encoder positions, and the logits.
   """
   b, s, l = batch_size, encoder_length, cache_length
   h, f, v = config.emb_dim, config.mlp_dim, config.vocab_size

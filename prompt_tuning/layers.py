@@ -184,8 +184,7 @@ class MultiHeadAttention(nn.Module):
   def __call__(self, inputs_q: Array, inputs_kv: Array,
                mask: Optional[Array] = None, bias: Optional[Array] = None,
                *, deterministic: bool = True, decode: bool = False,
-               prefix: Optional[Tuple[Array, Array]] = None,
-               static_kv: bool = False, prefill: bool = False) -> Array:
+               prefix: Optional[Tuple[Array, Array]] = None) -> Array:
     """Attends from `inputs_q` [B, T, H] to `inputs_kv` [B, S, H].
 
     Args:
@@ -199,14 +198,6 @@ class MultiHeadAttention(nn.Module):
         length L (the 'cache' collection) one position per call, T == 1.
       prefix: (key, value) `[P, N*D]` each, put in front of the keys and
         values (after the cache) and visible to every query.
-      static_kv: `inputs_kv` is the same at every decoding step (the encoder
-        output, for cross-attention): with `decode`, its keys and values are
-        projected once, by the `prefill` call, and read from the cache by
-        every step after it.
-      prefill: with `decode`, the call made once before the first step: it
-        fills the caches of `static_kv` layers, leaves the other caches as
-        they are, and returns zeros from the other layers (its output is not
-        a prediction).
 
     Returns:
       [B, T, H].
@@ -228,21 +219,13 @@ class MultiHeadAttention(nn.Module):
       # [B, T, N*D] -> [B, T, N, D]
       return y.reshape(y.shape[:-1] + (self.num_heads, self.head_dim))
 
-    if decode and prefill and not static_kv and self.has_variable(
-        'cache', 'cached_key'):
-      return jnp.zeros_like(inputs_q)
     query = project('query', inputs_q, query_init)
-    prefilled = None
-    if decode and static_kv:
-      key, value, prefilled = self._static_key_value(
-          lambda: project('key', inputs_kv, self.kernel_init),
-          lambda: project('value', inputs_kv, self.kernel_init), prefill)
-    else:
-      key = project('key', inputs_kv, self.kernel_init)
-      value = project('value', inputs_kv, self.kernel_init)
-      if decode:
-        query, key, value, mask, bias = self._use_cache(query, key, value,
-                                                        mask, bias)
+    key = project('key', inputs_kv, self.kernel_init)
+    value = project('value', inputs_kv, self.kernel_init)
+
+    if decode:
+      query, key, value, mask, bias = self._use_cache(query, key, value, mask,
+                                                      bias)
     if prefix is not None:
       # -> [B, P+S, N, D], mask [B, 1, T, P+S]
       key, value, mask = methods_lib.prepend_prefix(prefix, key, value, mask)
@@ -261,38 +244,8 @@ class MultiHeadAttention(nn.Module):
     out = jnp.einsum('bnts,bsnd->btnd', weights, value)
     # [B, T, N, D] -> [B, T, N*D]
     out = out.reshape(out.shape[:-2] + (features,))
-    out = Dense(inputs_q.shape[-1], ('heads', 'embed'), self.kernel_init,
-                self.dtype, self.methods, name='out')(out)
-    if prefilled is not None:
-      # A step on a cache that no `prefill` call filled would attend to zero
-      # keys and values: make that loud (NaN), not a silent wrong answer.
-      out = jnp.where(prefilled, out, jnp.nan)
-    return out
-
-  def _static_key_value(self, project_key, project_value, prefill):
-    """Keys and values of an input that does not change while decoding.
-
-    Projected on the cache-creating call and on the `prefill` call (which
-    stores them); every other decoding step reads them from the cache, so a
-    step costs O(1) in the encoder's length for the projections instead of
-    O(S) per layer.
-    """
-    initialised = self.has_variable('cache', 'cached_key')
-    if initialised and not prefill:
-      return (self.get_variable('cache', 'cached_key'),
-              self.get_variable('cache', 'cached_value'),
-              self.get_variable('cache', 'prefilled'))
-    key, value = project_key(), project_value()
-    cached_key = self.variable('cache', 'cached_key', jnp.zeros, key.shape,
-                               key.dtype)
-    cached_value = self.variable('cache', 'cached_value', jnp.zeros,
-                                 value.shape, value.dtype)
-    prefilled = self.variable('cache', 'prefilled',
-                              lambda: jnp.array(False))
-    if initialised:
-      cached_key.value, cached_value.value = key, value
-      prefilled.value = jnp.array(True)
-    return key, value, None
+    return Dense(inputs_q.shape[-1], ('heads', 'embed'), self.kernel_init,
+                 self.dtype, self.methods, name='out')(out)
 
   def _use_cache(self, query, key, value, mask, bias):
     """Writes this step's key/value into the cache; returns the full cache.

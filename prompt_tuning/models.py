@@ -212,19 +212,10 @@ class EncoderDecoderModel:
           jnp.zeros((batch_size, length), jnp.int32), decode=True,
           max_decode_length=length, method=self.module.decode)['cache']
 
-    # Zeros of the cache's shapes ([B, L, N, D] per self-attention layer,
-    # [B, P+T, N, D] per cross-attention one); the decoding
+    # Zeros of the cache's shapes, [B, L, N, D] per layer; the decoding
     # routines repeat it per beam or sample.
     cache = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
                                    jax.eval_shape(make_cache))
-    # The cross-attention keys and values of `encoded` are projected once,
-    # here, and read from the cache by every step.
-    _, filled = self.module.apply(
-        {'params': params, 'cache': cache}, encoded, inputs,
-        jnp.zeros((batch_size, 1), jnp.int32), decode=True,
-        max_decode_length=length, prefill=True, method=self.module.decode,
-        mutable=['cache'])
-    cache = filled['cache']
     decodes = 1 if method == 'greedy' else num_decodes
     if decodes > 1:
       # -> [B*K, ...], the K decodes of each example adjacent.

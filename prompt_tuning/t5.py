@@ -139,24 +139,19 @@ class DecoderLayer(nn.Module):
 
   @nn.compact
   def __call__(self, inputs, encoded, self_mask, cross_mask, bias,
-               deterministic, decode, self_prefix=None, cross_prefix=None,
-               prefill=False):
-    """[B, U, H] attending to encoded [B, P+T, H] -> [B, U, H].
-
-    With `decode`, the cross-attention keys and values of `encoded` are
-    cached by a `prefill` call (see `layers.MultiHeadAttention`).
-    """
+               deterministic, decode, self_prefix=None, cross_prefix=None):
+    """[B, U, H] attending to encoded [B, P+T, H] -> [B, U, H]."""
     cfg, methods = self.config, self.methods
     x = _norm(cfg, 'pre_self_attention_layer_norm')(inputs)
     x = _attention(cfg, 'self_attention', methods)(
         x, x, self_mask, bias, deterministic=deterministic, decode=decode,
-        prefix=self_prefix, prefill=prefill)
+        prefix=self_prefix)
     x = methods_lib.adapter(methods, 'self_attention')(x)
     x = _dropout(cfg)(x, deterministic=deterministic) + inputs
     y = _norm(cfg, 'pre_cross_attention_layer_norm')(x)
     y = _attention(cfg, 'encoder_decoder_attention', methods)(
-        y, encoded, cross_mask, deterministic=deterministic, decode=decode,
-        prefix=cross_prefix, static_kv=True, prefill=prefill)
+        y, encoded, cross_mask, deterministic=deterministic,
+        prefix=cross_prefix)
     y = methods_lib.adapter(methods, 'encoder_decoder_attention')(y)
     y = _dropout(cfg)(y, deterministic=deterministic) + x
     z = _norm(cfg, 'pre_mlp_layer_norm')(y)
@@ -217,7 +212,7 @@ class Decoder(nn.Module):
   @nn.compact
   def __call__(self, encoded, encoder_valid, decoder_input_tokens,
                decoder_target_tokens=None, enable_dropout=False, decode=False,
-               max_decode_length=None, prefill=False):
+               max_decode_length=None):
     """Returns float32 logits `[B, U, V]`.
 
     Args:
@@ -229,9 +224,6 @@ class Decoder(nn.Module):
       enable_dropout: training mode.
       decode: one step of autoregressive decoding with the key/value cache.
       max_decode_length: L, the cache length; required with `decode`.
-      prefill: with `decode`, fill the cross-attention key/value caches from
-        `encoded` (once, before the first step); the logits are not a
-        prediction.
     """
     cfg, methods = self.config, self.methods
     prefix = methods_lib.stack_prefix(methods, 'decoder')
@@ -260,15 +252,15 @@ class Decoder(nn.Module):
                                      prefix)
     prefixes = methods_lib.stack_prefixes(methods, 'decoder', cfg,
                                           cfg.num_decoder_layers)
-    # `deterministic`, `decode` and `prefill` (arguments 6, 7 and 10) are
-    # Python bools; a decoding step has no backward pass to save memory for.
-    layer = (nn.remat(DecoderLayer, static_argnums=(6, 7, 10))
+    # `deterministic` and `decode` (arguments 6 and 7) are Python bools; a
+    # decoding step has no backward pass to save memory for.
+    layer = (nn.remat(DecoderLayer, static_argnums=(6, 7))
              if cfg.remat and not decode else DecoderLayer)
     for index in range(cfg.num_decoder_layers):
       y = layer(cfg, methods, name=f'layers_{index}')(
           y, encoded, self_mask, cross_mask, bias, deterministic, decode,
           methods_lib.layer_prefix(prefixes, index, 'self'),
-          methods_lib.layer_prefix(prefixes, index, 'cross'), prefill)
+          methods_lib.layer_prefix(prefixes, index, 'cross'))
     y = _norm(cfg, 'decoder_norm')(y)
     y = _dropout(cfg)(y, deterministic=deterministic)
     if cfg.logits_via_embedding:
@@ -312,23 +304,17 @@ class Transformer(nn.Module):
 
   def decode(self, encoded, encoder_input_tokens, decoder_input_tokens,
              decoder_target_tokens=None, enable_dropout=False, decode=False,
-             max_decode_length=None, prefill=False):
+             max_decode_length=None):
     """Logits `[B, U, V]` for decoder tokens given the encoder output.
 
     The prompt length is `encoded`'s length minus the input's; prompt positions
     are always visible to cross-attention.
-
-    Autoregressive decoding (`decode=True`, one token per call) runs on a
-    'cache' collection: create it (zeros of `init`'s shapes), fill its
-    cross-attention keys and values once with a `prefill=True` call, then
-    call once per step (`models.EncoderDecoderModel.predict_batch` does all
-    three). Steps on a cache that was never prefilled give NaN logits.
     """
     prompt_length = encoded.shape[1] - encoder_input_tokens.shape[1]
     encoder_valid = prompts.input_mask(encoder_input_tokens, prompt_length)
     return self.decoder(encoded, encoder_valid, decoder_input_tokens,
                         decoder_target_tokens, enable_dropout, decode,
-                        max_decode_length, prefill)
+                        max_decode_length)
 
   def __call__(self, encoder_input_tokens, decoder_input_tokens,
                decoder_target_tokens=None, prompt=None, prompt_ids=None,

@@ -211,11 +211,6 @@ def test_cached_decoding_matches_teacher_forcing(config, batch,
                       jnp.zeros_like(decoder_tokens), decode=True,
                       max_decode_length=length, method=module.decode)['cache']
   cache = jax.tree_util.tree_map(jnp.zeros_like, cache)
-  _, variables = module.apply(
-      {'params': params, 'cache': cache}, encoded, encoder_tokens,
-      decoder_tokens[:, :1], decode=True, max_decode_length=length,
-      prefill=True, method=module.decode, mutable=['cache'])
-  cache = variables['cache']
   for position in range(length):
     logits, variables = module.apply(
         {'params': params, 'cache': cache}, encoded, encoder_tokens,
