@@ -2,10 +2,10 @@ r"""Trains every method with the same step budget and compares them.
 
     python -m prompt_tuning.compare_methods --output_dir=/tmp/compare \
       [--methods=prompt_tuning,lora,...] [--train_steps=100] \
-      [--gin_file=embedded/prompt_tune.gin] [--gin.NAME=VALUE ...]
+      [--gin_file=corpus/prompt_tune.gin] [--gin.NAME=VALUE ...]
 
 The comparison is a config sweep: for each method, the base gin config
-(`--gin_file`, default the embedded main job: the frozen embedded model on
+(`--gin_file`, default the main job: the frozen LM-adapted corpus model on
 its held-out task) plus `gin/methods/<method>.gin`, run by the one trainer
 with the same `TRAIN_STEPS`, batch, data and seed, evaluated before training
 and at the end on the validation split. Each trained method is exported
@@ -44,7 +44,7 @@ from prompt_tuning import partitioning
 from prompt_tuning import sweep
 from prompt_tuning import trainer
 
-DEFAULT_GIN_FILES = ('embedded/prompt_tune.gin',)
+DEFAULT_GIN_FILES = ('corpus/prompt_tune.gin',)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +125,9 @@ def compare_one(name: str, output_dir: str, gin_files: Sequence[str],
           sweep.string_binding('MODEL_DIR', run_dir),
           f'TRAIN_STEPS = {train_steps}',
           'trainer.train.eval_before_training = True',
+          # Step 0 is each method's untrained score; a zero-shot pass (the
+          # model without a prompt) is not defined for every method.
+          'trainer.train.eval_zero_shot = False',
           'trainer.train.eval_period = 0',
           f'trainer.train.checkpoint_period = {train_steps}',
           f'trainer.train.log_period = {max(train_steps // 4, 1)}'],

@@ -27,7 +27,7 @@ def test_comparison_trains_evaluates_exports_and_measures(tmp_path, capsys):
   printed = capsys.readouterr().out
   table = (tmp_path / 'comparison.md').read_text()
   assert table in printed
-  assert table.startswith('taskless_offline_topic, 2 training steps')
+  assert table.startswith('corpus_topic_n32, 2 training steps')
   report = json.loads((tmp_path / 'comparison.json').read_text())
   assert report['train_steps'] == 2
   (row,) = report['rows']
@@ -43,7 +43,7 @@ def test_comparison_trains_evaluates_exports_and_measures(tmp_path, capsys):
   assert '| ia3 |' in table
   # The export command, given the run's gin files, writes the same export.
   assert method_export.main([
-      '--gin_file=embedded/prompt_tune.gin', '--gin_file=methods/ia3.gin',
+      '--gin_file=corpus/prompt_tune.gin', '--gin_file=methods/ia3.gin',
       f"--gin.MODEL_DIR='{tmp_path / 'ia3'}'", '--gin.BATCH_SIZE=4',
       f'--output_dir={tmp_path / "again"}']) == 0
   assert 'serve.gin' in capsys.readouterr().out
