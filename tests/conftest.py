@@ -53,3 +53,14 @@ def tiny_params(tiny_config):
       jax.random.PRNGKey(0), jnp.ones((1, 3), jnp.int32),
       jnp.ones((1, 2), jnp.int32))
   return flax.core.meta.unbox(variables['params'])
+
+
+@pytest.fixture(scope='module')
+def fast_compiles():
+  """XLA's optimisations off for a module's in-process compiles: on the tiny
+  test models they cost more compile time than they save."""
+  import jax  # pylint: disable=g-import-not-at-top
+  previous = jax.config.read('jax_disable_most_optimizations')
+  jax.config.update('jax_disable_most_optimizations', True)
+  yield
+  jax.config.update('jax_disable_most_optimizations', previous)

@@ -48,13 +48,8 @@ _FAST_ENV = dict(os.environ, JAX_PLATFORMS='cpu',
                  JAX_DISABLE_MOST_OPTIMIZATIONS='1')
 
 
-@pytest.fixture(scope='module', autouse=True)
-def fast_compiles():
-  """XLA's optimisations off for the in-process compiles of this module."""
-  previous = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+# XLA's optimisations off: see conftest.fast_compiles.
+pytestmark = pytest.mark.usefixtures('fast_compiles')
 
 
 @pytest.fixture(scope='module')

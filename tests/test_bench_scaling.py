@@ -1,6 +1,5 @@
 """Tests of the scaling suite (prompt_tuning.bench_scaling): sweeps, fits and
 curves. Never asserts on timings."""
-import jax
 import numpy as np
 import pytest
 
@@ -25,14 +24,6 @@ def test_fit_curve_exponent_of_a_power_law():
 def test_fit_curve_needs_two_values():
   with pytest.raises(ValueError, match='at least 2 distinct values'):
     bench_scaling.fit_curve([3, 3], [1.0, 2.0])
-
-
-@pytest.fixture(scope='module')
-def fast_compiles():
-  previous = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
 
 
 def test_a_sweep_gives_records_a_curve_and_a_png(tmp_path, fast_compiles):

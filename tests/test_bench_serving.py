@@ -1,7 +1,6 @@
 """Tests of the inference and serving suites (prompt_tuning.bench_serving):
 every case runs, compiles once, and the alternatives compute the same
 scores. Never asserts on timings."""
-import jax
 import numpy as np
 import pytest
 
@@ -10,14 +9,6 @@ from prompt_tuning import bench_serving
 B, T, U, P = 4, 9, 3, 5
 _COMMON = dict(size='tiny', input_length=T, prompt_length=P, repeats=2,
                warmup_steps=1)
-
-
-@pytest.fixture(scope='module')
-def fast_compiles():
-  previous = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
 
 
 @pytest.fixture(scope='module')

@@ -1,7 +1,6 @@
 """The method comparison and export commands, on a tiny budget."""
 import json
 
-import jax
 import numpy as np
 import pytest
 import safetensors.numpy
@@ -10,13 +9,8 @@ from prompt_tuning import compare_methods
 from prompt_tuning import method_export
 
 
-@pytest.fixture(scope='module', autouse=True)
-def quick_compiles():
-  """Tiny models: XLA's optimisations cost more time than they save."""
-  previous = jax.config._read('jax_disable_most_optimizations')  # pylint: disable=protected-access
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+# XLA's optimisations off: see conftest.fast_compiles.
+pytestmark = pytest.mark.usefixtures('fast_compiles')
 
 
 def test_comparison_trains_evaluates_exports_and_measures(tmp_path, capsys):

@@ -42,13 +42,8 @@ def _unflat(flat):
   return flax.traverse_util.unflatten_dict(dict(flat), sep='/')
 
 
-@pytest.fixture(scope='module', autouse=True)
-def quick_compiles():
-  """Tiny models: XLA's optimisations cost more time than they save."""
-  previous = jax.config._read('jax_disable_most_optimizations')  # pylint: disable=protected-access
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+# XLA's optimisations off: see conftest.fast_compiles.
+pytestmark = pytest.mark.usefixtures('fast_compiles')
 
 
 @pytest.fixture(scope='module')

@@ -1,7 +1,6 @@
 """SPoT: task-embedding similarity, the ranking, and the command."""
 import json
 
-import jax
 import numpy as np
 import pytest
 
@@ -9,13 +8,8 @@ from prompt_tuning import checkpoints
 from prompt_tuning import spot
 
 
-@pytest.fixture(scope='module', autouse=True)
-def quick_compiles():
-  """Tiny models: XLA's optimisations cost more time than they save."""
-  previous = jax.config._read('jax_disable_most_optimizations')  # pylint: disable=protected-access
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+# XLA's optimisations off: see conftest.fast_compiles.
+pytestmark = pytest.mark.usefixtures('fast_compiles')
 
 
 def test_metrics():
