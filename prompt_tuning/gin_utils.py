@@ -24,6 +24,7 @@ checkout, installed as `prompt_tuning.gin`) are always on the search path:
 `--gin_file=runs/prompt_tuning.gin` resolves with no `--gin_search_paths`.
 """
 import importlib.util
+import logging as std_logging
 import os
 import pathlib
 import sys
@@ -210,6 +211,23 @@ def _shown_binding(binding: str) -> str:
   return f'--gin_bindings={binding!r}'
 
 
+class _QuietGinSearch(std_logging.Filter):
+  """Drops gin's 'Path not found' errors.
+
+  gin's package-resource reader logs one at ERROR level for every search
+  location that does not hold a relative file name, before the one that
+  does; they report the search, not a failure (a file found nowhere still
+  raises, and `parse_gin_flags` names it).
+  """
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return not (record.module == 'resource_reader'
+                and str(record.msg).startswith('Path not found'))
+
+
+_QUIET_GIN_SEARCH = _QuietGinSearch()
+
+
 def parse_gin_flags(gin_search_paths: Sequence[str],  # pylint: disable=redefined-outer-name
                     gin_files: Optional[Sequence[str]],
                     gin_bindings: Optional[Sequence[str]],
@@ -241,6 +259,7 @@ def parse_gin_flags(gin_search_paths: Sequence[str],  # pylint: disable=redefine
       has bad syntax or imports a missing module; the message names the
       `--gin_file` or the `--gin.NAME=VALUE` at fault and quotes gin's reason.
   """
+  std_logging.getLogger().addFilter(_QUIET_GIN_SEARCH)  # idempotent
   for path in gin_search_paths:
     gin.add_config_file_search_path(path)
   for gin_file in gin_files or []:

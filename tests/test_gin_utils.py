@@ -1,4 +1,5 @@
 """Tests for prompt_tuning.gin_utils: flags, gin, entry runs, processes."""
+import logging
 import os
 import socket
 import subprocess
@@ -119,6 +120,17 @@ def test_parse_gin_file_then_bindings(tmp_path):
       ['gin_utils_test_fn.label = "flag=1"'])
   assert gin_utils_test_fn() == (3, 'flag=1')
   assert gin.config_is_locked()
+
+
+def test_search_through_paths_logs_no_errors(tmp_path, caplog):
+  # Names of their own: gin's search path list is process-wide.
+  (tmp_path / 'quiet_base.gin').write_text('gin_utils_test_fn.count = 4\n')
+  (tmp_path / 'quiet_top.gin').write_text("include 'quiet_base.gin'\n")
+  with caplog.at_level(logging.INFO):
+    gin_utils.parse_gin_flags(
+        gin_utils.gin_search_paths([str(tmp_path)]), ['quiet_top.gin'], [])
+  assert gin_utils_test_fn()[0] == 4
+  assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_parse_gin_flags_can_skip_unknown_and_stay_unlocked():
