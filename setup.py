@@ -15,6 +15,8 @@ def _gin_files():
   return [str(p.relative_to(_ROOT / 'gin')) for p in (_ROOT / 'gin').rglob('*.gin')]
 
 
+_HF_SIDE_BY_SIDE = ['torch==2.13.0', 'transformers', 'peft']
+
 setuptools.setup(
     name='prompt-tuning',
     version='0.1.0',
@@ -61,12 +63,12 @@ setuptools.setup(
         # wheel: tests/test_packaging.py builds a wheel without build isolation.
         'test': ['pytest', 'pytest-xdist', 'wheel'],
         # Only for the side-by-side comparisons against HF transformers and
-        # PEFT; torch 2.13.0 is the CPU build, any other spec pulls CUDA
-        # packages.
-        'hf': ['torch==2.13.0', 'transformers', 'peft'],
-        # The benchmark's side-by-side cases against HF PEFT
-        # (`python -m prompt_tuning.bench`); the same CPU build of torch.
-        'bench': ['torch==2.13.0', 'transformers', 'peft'],
+        # PEFT (tests, `peft_interop`); torch 2.13.0 is the CPU build, any
+        # other spec pulls CUDA packages.
+        'hf': _HF_SIDE_BY_SIDE,
+        # The benchmark's cases against HF PEFT (`python -m
+        # prompt_tuning.bench`): the same packages, named for that use.
+        'bench': _HF_SIDE_BY_SIDE,
         'gpu': ['jax[cuda12]'],
         'tpu': ['jax[tpu]'],
     },

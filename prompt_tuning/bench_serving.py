@@ -44,6 +44,7 @@ from prompt_tuning import bench_train
 from prompt_tuning import bench_utils
 from prompt_tuning import ensemble
 from prompt_tuning import partitioning
+from prompt_tuning import trainer
 
 PyTree = Any
 
@@ -54,7 +55,7 @@ _NO_EOS = types.SimpleNamespace(eos_id=-1)
 def _jax_case(name: str, fn, args: Sequence[Any], mesh, rules,
               info: Optional[Dict[str, Any]] = None) -> bench_utils.Timed:
   """A timed case calling `jit(fn)(*args)` under the mesh; counts traces."""
-  traces = bench_utils.TraceCounter()
+  traces = trainer.TraceCounter()
   jitted = bench_utils.jit_counted(fn, traces)
 
   def call():
@@ -325,9 +326,9 @@ def run_serving(size: str = 'anchor', batch_size: int = 8,
     return model.score_batch(p, {**b, 'prompt_ids': ids}, prompt=prompts)
 
   placed = place(batch)
-  separate_traces = bench_utils.TraceCounter()
+  separate_traces = trainer.TraceCounter()
   separate_fn = bench_utils.jit_counted(score, separate_traces)
-  per_task_traces = bench_utils.TraceCounter()
+  per_task_traces = trainer.TraceCounter()
   per_task_fn = bench_utils.jit_counted(score, per_task_traces)
 
   def separate():

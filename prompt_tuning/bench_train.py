@@ -84,7 +84,7 @@ class Case:
   opt_state: PyTree
   batch: Dict[str, jax.Array]
   info: Dict[str, Any]
-  traces: bench_utils.TraceCounter
+  traces: trainer.TraceCounter
   step: int = 0
   times: List[float] = dataclasses.field(default_factory=list)
 
@@ -135,7 +135,7 @@ def build_case(name: str, model: models.EncoderDecoderModel,
   batch_sharding = partitioning.data_sharding(mesh)
   global_batch = partitioning.host_local_to_global(batch, mesh)
   dropout_root = jax.random.split(jax.random.PRNGKey(seed))[1]
-  traces = bench_utils.TraceCounter()
+  traces = trainer.TraceCounter()
   jitted_step = trainer.make_train_step(model, optimizer, mesh,
                                         trainable_shardings, frozen_shardings,
                                         dropout_root, on_trace=traces)

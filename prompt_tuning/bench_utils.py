@@ -9,7 +9,7 @@ comparison are warmed up, then timed in interleaved order (ABBA: A B, B A,
 A B, ...), so that noise on a shared machine falls on all of them, and only
 ratios measured in the same run are reported.
 
-Compilation is counted, not assumed: `TraceCounter` counts the traces of a
+Compilation is counted, not assumed: `trainer.TraceCounter` counts the traces of a
 jitted function (jit traces it exactly when it compiles a new
 specialisation), and `count_backend_compiles` counts every XLA compilation in
 the process while it is open (e.g. around the timed repetitions, where there
@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from prompt_tuning import t5
+from prompt_tuning import trainer
 
 PyTree = Any
 
@@ -123,23 +124,8 @@ def environment() -> Dict[str, Any]:
 # ----------------------------------------------------------------------------
 
 
-class TraceCounter:
-  """Counts calls; given to a function jit traces, it counts compilations.
-
-  jit traces a Python function once per new specialisation (shapes, dtypes,
-  static arguments) and compiles what it traced, so the count of traces is
-  the count of compilations of that function.
-  """
-
-  def __init__(self):
-    self.count = 0
-
-  def __call__(self) -> None:
-    self.count += 1
-
-
-def jit_counted(fn: Callable[..., Any], counter: TraceCounter, **jit_kwargs
-                ) -> Callable[..., Any]:
+def jit_counted(fn: Callable[..., Any], counter: trainer.TraceCounter,
+                **jit_kwargs) -> Callable[..., Any]:
   """`jax.jit(fn, **jit_kwargs)` whose traces `counter` counts."""
 
   def counted(*args, **kwargs):

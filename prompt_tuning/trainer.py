@@ -145,6 +145,21 @@ def train_step(model: models.EncoderDecoderModel,
   return trainable, opt_state, metrics
 
 
+class TraceCounter:
+  """Counts calls; given to a function jit traces, it counts compilations.
+
+  jit traces a Python function once per new specialisation (shapes, dtypes,
+  static arguments) and compiles what it traced, so the count of traces is
+  the count of compilations of that function.
+  """
+
+  def __init__(self):
+    self.count = 0
+
+  def __call__(self) -> None:
+    self.count += 1
+
+
 def make_train_step(model: models.EncoderDecoderModel,
                     optimizer: optax.GradientTransformation, mesh: Any,
                     trainable_shardings: PyTree, frozen_shardings: PyTree,
@@ -609,15 +624,11 @@ def train(*,
   # ---------------------------------------------------------- Step.
   # Counts the step's compilations: every batch has the task's fixed feature
   # lengths, so there must be one, at the first step.
-  compilations = [0]
-
-  def count_compilation():
-    compilations[0] += 1
-
+  compilations = TraceCounter()
   jitted_step = make_train_step(model, optimizer, mesh, trainable_shardings,
                                 frozen_shardings,
                                 dropout_root if use_dropout else None,
-                                on_trace=count_compilation)
+                                on_trace=compilations)
 
   # ------------------------------------------------------ Evaluation.
   eval_history = []
@@ -737,10 +748,11 @@ def train(*,
     window_start, window_steps = time.time(), 0
 
   logging.info('train step compiled %d time(s); %d recompilation(s) after '
-               'the first step', compilations[0], max(compilations[0] - 1, 0))
-  if compilations[0] > 1:
+               'the first step', compilations.count,
+               max(compilations.count - 1, 0))
+  if compilations.count > 1:
     logging.warning('the train step was recompiled %d time(s): batches of '
-                    'more than one shape', compilations[0] - 1)
+                    'more than one shape', compilations.count - 1)
   if export_t5x and is_chief:
     export_dir = os.path.join(model_dir, f'checkpoint_{step}')
     checkpoints.save_t5x(jax.device_get(merge_params(trainable, frozen)),
@@ -755,4 +767,4 @@ def train(*,
                      best_step=tracker.best_step if tracker else None,
                      best_metrics=tracker.best_metrics if tracker else None,
                      zero_shot_metrics=zero_shot_metrics,
-                     step_compilations=compilations[0])
+                     step_compilations=compilations.count)

@@ -289,7 +289,7 @@ def test_remat_gives_the_same_loss_and_gradients(fast_compiles, tiny_params):
 
 
 def test_trace_counter_counts_compilations():
-  counter = bench_utils.TraceCounter()
+  counter = trainer.TraceCounter()
   double = bench_utils.jit_counted(lambda x: 2 * x, counter)
   for _ in range(3):
     double(np.ones(3, np.float32))
