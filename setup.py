@@ -25,7 +25,10 @@ setuptools.setup(
     long_description=(_ROOT / 'README.md').read_text(),
     long_description_content_type='text/markdown',
     python_requires='>=3.10',
-    packages=['prompt_tuning', 'prompt_tuning.tasks', 'prompt_tuning.gin'],
+    packages=(['prompt_tuning']
+              + [f'prompt_tuning.{p}' for p in
+                 setuptools.find_packages(str(_ROOT / 'prompt_tuning'))]
+              + ['prompt_tuning.tasks', 'prompt_tuning.gin']),
     package_dir={
         'prompt_tuning': 'prompt_tuning',
         'prompt_tuning.tasks': 'tasks',

@@ -47,10 +47,10 @@ from absl import app
 from absl import flags
 import jax
 
-from prompt_tuning import bench_train
-from prompt_tuning import bench_utils
+from prompt_tuning.benchmarks import train_step as bench_train
+from prompt_tuning.benchmarks import common as bench_utils
 from prompt_tuning import checkpoints
-from prompt_tuning import trainer
+from prompt_tuning.training import trainer
 
 SUITES = ('train', 'inference', 'serving', 'scaling')
 SIZES = bench_utils.SIZES
@@ -144,7 +144,7 @@ def _frameworks() -> Tuple[List[str], Optional[str]]:
   """The frameworks to run; 'peft' dropped, with a note, if not installed."""
   frameworks = list(_FRAMEWORKS.value)
   if 'peft' in frameworks:
-    from prompt_tuning import bench_torch  # pylint: disable=g-import-not-at-top
+    from prompt_tuning.benchmarks import torch_cases as bench_torch  # pylint: disable=g-import-not-at-top
     if not bench_torch.available():
       return ([f for f in frameworks if f != 'peft'],
               f'PEFT cases skipped: {bench_torch.INSTALL_HINT}.')
@@ -175,7 +175,7 @@ def _run_suites() -> Tuple[List[Dict[str, Any]], List[str]]:
     records += suite
     sections.append('### Train step\n\n' + bench_train.summary_table(suite))
   if 'inference' in _SUITE.value:
-    from prompt_tuning import bench_serving  # pylint: disable=g-import-not-at-top
+    from prompt_tuning.benchmarks import serving as bench_serving  # pylint: disable=g-import-not-at-top
     suite = bench_serving.run_inference(
         batch_size=_BATCH_SIZE.value, input_length=_INPUT_LENGTH.value,
         prompt_length=_PROMPT_LENGTH.value,
@@ -185,7 +185,7 @@ def _run_suites() -> Tuple[List[Dict[str, Any]], List[str]]:
     sections.append('### Inference\n\n' + bench_serving.inference_table(
         suite))
   if 'serving' in _SUITE.value:
-    from prompt_tuning import bench_serving  # pylint: disable=g-import-not-at-top
+    from prompt_tuning.benchmarks import serving as bench_serving  # pylint: disable=g-import-not-at-top
     suite = bench_serving.run_serving(
         batch_size=_SERVING_BATCH_SIZE.value,
         input_length=_INPUT_LENGTH.value, target_length=_TARGET_LENGTH.value,
@@ -195,7 +195,7 @@ def _run_suites() -> Tuple[List[Dict[str, Any]], List[str]]:
     sections.append('### Serving many prompts\n\n'
                     + bench_serving.serving_table(suite))
   if 'scaling' in _SUITE.value:
-    from prompt_tuning import bench_scaling  # pylint: disable=g-import-not-at-top
+    from prompt_tuning.benchmarks import scaling as bench_scaling  # pylint: disable=g-import-not-at-top
     suite, curves = bench_scaling.run_scaling(
         axes=_SCALING_AXES.value, batch_size=_BATCH_SIZE.value,
         input_length=_INPUT_LENGTH.value, target_length=_TARGET_LENGTH.value,
@@ -223,7 +223,7 @@ def main(argv):
   if _PRNG_IMPL.value:
     jax.config.update('jax_default_prng_impl', _PRNG_IMPL.value)
   if _TORCH_THREADS.value:
-    from prompt_tuning import bench_torch  # pylint: disable=g-import-not-at-top
+    from prompt_tuning.benchmarks import torch_cases as bench_torch  # pylint: disable=g-import-not-at-top
     bench_torch.set_threads(_TORCH_THREADS.value)
   command = ('python -m prompt_tuning.bench ' + ' '.join(sys.argv[1:]) +
              f'  (OMP_WAIT_POLICY={policy})')

@@ -37,12 +37,12 @@ import jax
 import numpy as np
 
 from prompt_tuning import checkpoints
-from prompt_tuning import evaluation
-from prompt_tuning import method_export
+from prompt_tuning.training import evaluation
+from prompt_tuning.methods import export as method_export
 from prompt_tuning import methods
-from prompt_tuning import partitioning
-from prompt_tuning import sweep
-from prompt_tuning import trainer
+from prompt_tuning.training import partitioning
+from prompt_tuning.experiments import sweep
+from prompt_tuning.training import trainer
 
 DEFAULT_GIN_FILES = ('corpus/prompt_tune.gin',)
 

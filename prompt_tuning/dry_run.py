@@ -64,9 +64,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prompt_tuning import gin_utils
-from prompt_tuning import partitioning
-from prompt_tuning import trainer
+from prompt_tuning.cli import gin_utils
+from prompt_tuning.training import partitioning
+from prompt_tuning.training import trainer
 
 PyTree = Any
 GIB = 2**30

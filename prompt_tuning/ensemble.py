@@ -35,11 +35,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prompt_tuning import evaluation
-from prompt_tuning import inference
-from prompt_tuning import models
-from prompt_tuning import partitioning
-from prompt_tuning import trainer
+from prompt_tuning.training import evaluation
+from prompt_tuning.serving import inference
+from prompt_tuning.model import models
+from prompt_tuning.training import partitioning
+from prompt_tuning.training import trainer
 from prompt_tuning.tasks import metrics as metrics_lib
 
 Array = jax.Array
@@ -820,7 +820,7 @@ def benchmark(*,
 
 def _define_flags() -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from prompt_tuning import gin_utils  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.cli import gin_utils  # pylint: disable=g-import-not-at-top
   gin_utils.define_flags()
   flags.DEFINE_boolean(
       'benchmark', False,
@@ -836,7 +836,7 @@ def main(argv) -> None:
   """Evaluates (or, with --benchmark, times) the gin-configured ensemble."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   import gin  # pylint: disable=g-import-not-at-top
-  from prompt_tuning import gin_utils  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.cli import gin_utils  # pylint: disable=g-import-not-at-top
   # NOTE: run as `python -m`, this file is `__main__`; gin configures the
   # functions of the imported module `prompt_tuning.ensemble`.
   from prompt_tuning import ensemble as configured  # pylint: disable=g-import-not-at-top,import-self
@@ -854,6 +854,6 @@ def main(argv) -> None:
 
 
 if __name__ == '__main__':
-  from prompt_tuning import gin_utils as _gin_utils  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.cli import gin_utils as _gin_utils  # pylint: disable=g-import-not-at-top
   _define_flags()
   _gin_utils.run(main)

@@ -8,12 +8,12 @@ r"""Evaluates a model and prompt on a task, configured by gin.
       --gin.MIXTURE_OR_TASK_NAME="'taskless_super_glue_rte_v102'" \
       --gin.EVAL_OUTPUT_DIR="'/tmp/rte/eval_best'"
 
-Configures and calls `prompt_tuning.inference.evaluate`; prints the metrics.
+Configures and calls `prompt_tuning.serving.inference.evaluate`; prints the metrics.
 """
 import gin
 
-from prompt_tuning import gin_utils
-from prompt_tuning import inference
+from prompt_tuning.cli import gin_utils
+from prompt_tuning.serving import inference
 
 gin_utils.define_flags()
 

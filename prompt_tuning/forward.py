@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from prompt_tuning import checkpoints
-from prompt_tuning import t5
+from prompt_tuning.model import t5
 
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None,
                                   't5x checkpoint directory.', required=True)

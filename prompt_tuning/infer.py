@@ -9,12 +9,12 @@ r"""Writes predictions ('predict') or log-likelihoods ('score') as JSON lines.
       --gin.INFER_OUTPUT_FILE="'/tmp/rte/predictions.jsonl'" \
       --gin.INFER_MODE="'predict'"
 
-Configures and calls `prompt_tuning.inference.infer`.
+Configures and calls `prompt_tuning.serving.inference.infer`.
 """
 import gin
 
-from prompt_tuning import gin_utils
-from prompt_tuning import inference
+from prompt_tuning.cli import gin_utils
+from prompt_tuning.serving import inference
 
 gin_utils.define_flags()
 

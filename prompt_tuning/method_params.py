@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from prompt_tuning import checkpoints
-from prompt_tuning import method_export
+from prompt_tuning.methods import export as method_export
 from prompt_tuning import methods
-from prompt_tuning import t5
+from prompt_tuning.model import t5
 
 
 @dataclasses.dataclass(frozen=True)

@@ -200,8 +200,8 @@ def train_run(plan: Plan, run: Run, output_dir: str) -> Dict[str, Any]:
     %), 'seconds'}, also in MODEL_DIR/miniature.json.
   """
   import gin  # pylint: disable=g-import-not-at-top
-  from prompt_tuning import gin_utils  # pylint: disable=g-import-not-at-top
-  from prompt_tuning import trainer  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.cli import gin_utils  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.training import trainer  # pylint: disable=g-import-not-at-top
   model_dir = os.path.join(output_dir, 'runs', run.name)
   record_path = pathlib.Path(model_dir) / RUN_FILE
   budget = {'train_steps': plan.train_steps,
@@ -238,7 +238,7 @@ def run_ensemble(plan: Plan, records: Sequence[Mapping[str, Any]],
   returns the ensemble report's JSON path."""
   import gin  # pylint: disable=g-import-not-at-top
   from prompt_tuning import ensemble  # pylint: disable=g-import-not-at-top
-  from prompt_tuning import gin_utils  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.cli import gin_utils  # pylint: disable=g-import-not-at-top
   ensemble_dir = os.path.join(output_dir, 'ensemble')
   report = os.path.join(ensemble_dir, ensemble.REPORT_JSON)
   if os.path.exists(report):

@@ -63,8 +63,8 @@ from absl import logging
 from gin import config_parser
 import numpy as np
 
-from prompt_tuning import paper_numbers
-from prompt_tuning import t5
+from prompt_tuning.experiments import paper_numbers
+from prompt_tuning.model import t5
 
 # task -> metric -> value.
 TaskMetrics = Dict[str, Dict[str, float]]

@@ -7,12 +7,12 @@ r"""Serves several tasks at once, one prompt per task, in mixed batches.
       --gin.PROMPT_FILES="{'taskless_super_glue_rte_v102': '/tmp/rte/best_prompt.npy', 'taskless_super_glue_cb_v102': '/tmp/cb/best_prompt.npy'}" \
       --gin.SERVE_OUTPUT_FILE="'/tmp/served.jsonl'"
 
-Configures and calls `prompt_tuning.inference.serve`.
+Configures and calls `prompt_tuning.serving.inference.serve`.
 """
 import gin
 
-from prompt_tuning import gin_utils
-from prompt_tuning import inference
+from prompt_tuning.cli import gin_utils
+from prompt_tuning.serving import inference
 
 gin_utils.define_flags()
 

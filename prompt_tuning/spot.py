@@ -39,7 +39,7 @@ import numpy as np
 from sklearn.metrics import pairwise
 
 from prompt_tuning import checkpoints
-from prompt_tuning import sweep
+from prompt_tuning.experiments import sweep
 
 DEFAULT_GIN_FILES = ('embedded/prompt_tune.gin',)
 EMBEDDING_FILE = 'task_embedding.npy'

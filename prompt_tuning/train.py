@@ -11,13 +11,13 @@ r"""Trains a prompt on a frozen T5 (or any parameters), configured by gin.
 
 t5x's flags: repeated --gin_file, --gin.NAME=VALUE, --gin_search_paths (the
 package's gin/ is always searched), --tfds_data_dir, and the multi-process
-flags. Configures and calls `prompt_tuning.trainer.train`.
+flags. Configures and calls `prompt_tuning.training.trainer.train`.
 """
 import gin
 
-from prompt_tuning import gin_utils
-from prompt_tuning import inference
-from prompt_tuning import trainer
+from prompt_tuning.cli import gin_utils
+from prompt_tuning.serving import inference
+from prompt_tuning.training import trainer
 
 gin_utils.define_flags()
 

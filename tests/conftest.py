@@ -38,7 +38,7 @@ TINY_CONFIG_KWARGS = dict(
 
 @pytest.fixture(scope='session')
 def tiny_config():
-  from prompt_tuning import t5  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.model import t5  # pylint: disable=g-import-not-at-top
   return t5.T5Config(**TINY_CONFIG_KWARGS)
 
 
@@ -48,7 +48,7 @@ def tiny_params(tiny_config):
   import flax  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from prompt_tuning import t5  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.model import t5  # pylint: disable=g-import-not-at-top
   variables = t5.Transformer(tiny_config).init(
       jax.random.PRNGKey(0), jnp.ones((1, 3), jnp.int32),
       jnp.ones((1, 2), jnp.int32))

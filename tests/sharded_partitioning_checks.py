@@ -1,4 +1,4 @@
-"""Sharded checks of prompt_tuning.partitioning on 8 forced CPU devices.
+"""Sharded checks of prompt_tuning.training.partitioning on 8 forced CPU devices.
 
 Run as a script by tests/test_partitioning.py in a fresh interpreter, because
 `--xla_force_host_platform_device_count` must be set before jax is imported.
@@ -20,7 +20,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
-from prompt_tuning import partitioning
+from prompt_tuning.training import partitioning
 
 # Odd sizes (letters as in the model: V vocab, H embed, M mlp, N heads).
 V, H, M, N, K, PROMPT, B, T = 16, 12, 8, 4, 6, 5, 8, 3

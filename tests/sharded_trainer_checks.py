@@ -1,4 +1,4 @@
-"""Sharded checks of prompt_tuning.trainer.train on 8 forced CPU devices.
+"""Sharded checks of prompt_tuning.training.trainer.train on 8 forced CPU devices.
 
 Run as a script by tests/test_trainer_sharded.py in a fresh interpreter,
 because `--xla_force_host_platform_device_count` must be set before jax is
@@ -28,10 +28,10 @@ import seqio
 import tensorflow as tf
 
 from prompt_tuning import checkpoints
-from prompt_tuning import models
-from prompt_tuning import partitioning
-from prompt_tuning import t5
-from prompt_tuning import trainer
+from prompt_tuning.model import models
+from prompt_tuning.training import partitioning
+from prompt_tuning.model import t5
+from prompt_tuning.training import trainer
 
 # Compiling is most of this script's time; XLA's optimisation passes are not
 # what it tests (the SPMD partitioner still runs).

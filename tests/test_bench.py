@@ -13,14 +13,14 @@ import numpy as np
 import optax
 import pytest
 
-from prompt_tuning import bench_costs
-from prompt_tuning import bench_torch
-from prompt_tuning import bench_train
-from prompt_tuning import bench_utils
-from prompt_tuning import models
-from prompt_tuning import partitioning
-from prompt_tuning import t5
-from prompt_tuning import trainer
+from prompt_tuning.benchmarks import costs as bench_costs
+from prompt_tuning.benchmarks import torch_cases as bench_torch
+from prompt_tuning.benchmarks import train_step as bench_train
+from prompt_tuning.benchmarks import common as bench_utils
+from prompt_tuning.model import models
+from prompt_tuning.training import partitioning
+from prompt_tuning.model import t5
+from prompt_tuning.training import trainer
 
 # Fields every JSON record of the train suite must carry.
 FIELDS = (

@@ -1,9 +1,9 @@
-"""Tests of the scaling suite (prompt_tuning.bench_scaling): sweeps, fits and
+"""Tests of the scaling suite (prompt_tuning.benchmarks.scaling): sweeps, fits and
 curves. Never asserts on timings."""
 import numpy as np
 import pytest
 
-from prompt_tuning import bench_scaling
+from prompt_tuning.benchmarks import scaling as bench_scaling
 
 
 def test_fit_curve_of_a_line():

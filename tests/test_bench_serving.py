@@ -1,10 +1,10 @@
-"""Tests of the inference and serving suites (prompt_tuning.bench_serving):
+"""Tests of the inference and serving suites (prompt_tuning.benchmarks.serving):
 every case runs, compiles once, and the alternatives compute the same
 scores. Never asserts on timings."""
 import numpy as np
 import pytest
 
-from prompt_tuning import bench_serving
+from prompt_tuning.benchmarks import serving as bench_serving
 
 B, T, U, P = 4, 9, 3, 5
 _COMMON = dict(size='tiny', input_length=T, prompt_length=P, repeats=2,

@@ -1,4 +1,4 @@
-"""Tests of the PEFT cases of the benchmark (prompt_tuning.bench_torch): the
+"""Tests of the PEFT cases of the benchmark (prompt_tuning.benchmarks.torch_cases): the
 HF model holds our weights, PEFT runs our computation, the cases report what
 they should. Skipped without torch, transformers and peft (the `bench`
 extra); the train suite's PEFT case is tested in tests/test_bench.py.
@@ -6,9 +6,9 @@ Never asserts on timings."""
 import numpy as np
 import pytest
 
-from prompt_tuning import bench_torch
-from prompt_tuning import bench_train
-from prompt_tuning import bench_utils
+from prompt_tuning.benchmarks import torch_cases as bench_torch
+from prompt_tuning.benchmarks import train_step as bench_train
+from prompt_tuning.benchmarks import common as bench_utils
 
 pytestmark = pytest.mark.skipif(
     not bench_torch.available(),

@@ -1,4 +1,4 @@
-"""Tests for prompt_tuning.decoding on toy next-token models.
+"""Tests for prompt_tuning.model.decoding on toy next-token models.
 
 The toy model's logits at decoder-input position j are
 `table[j, token fed at j] + context_bias[first output token] + row_bias[row]`,
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prompt_tuning import decoding
+from prompt_tuning.model import decoding
 
 EOS = 1
 

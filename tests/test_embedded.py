@@ -9,9 +9,9 @@ import seqio
 
 from prompt_tuning import checkpoints
 from prompt_tuning import embedded
-from prompt_tuning import gin_utils
-from prompt_tuning import models
-from prompt_tuning import t5
+from prompt_tuning.cli import gin_utils
+from prompt_tuning.model import models
+from prompt_tuning.model import t5
 from prompt_tuning.tasks import corpus
 from prompt_tuning.tasks import corpus_tasks
 

@@ -18,14 +18,14 @@ import pytest
 from prompt_tuning import checkpoints
 from prompt_tuning import embedded
 from prompt_tuning import ensemble
-from prompt_tuning import evaluation
-from prompt_tuning import gin_utils
-from prompt_tuning import inference
-from prompt_tuning import models
-from prompt_tuning import prompts
+from prompt_tuning.training import evaluation
+from prompt_tuning.cli import gin_utils
+from prompt_tuning.serving import inference
+from prompt_tuning.model import models
+from prompt_tuning.model import prompts
 from prompt_tuning import report
-from prompt_tuning import t5
-from prompt_tuning import trainer
+from prompt_tuning.model import t5
+from prompt_tuning.training import trainer
 from prompt_tuning.tasks import offline
 from prompt_tuning.tasks import utils as task_utils
 

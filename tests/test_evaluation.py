@@ -1,4 +1,4 @@
-"""Tests for prompt_tuning.evaluation with fake models whose outputs are known.
+"""Tests for prompt_tuning.training.evaluation with fake models whose outputs are known.
 
 The fake model has `EncoderDecoderModel`'s methods but computes simple
 functions of the batch, and counts how often each method is traced. Tasks are
@@ -19,8 +19,8 @@ import pytest
 import seqio
 import tensorflow as tf
 
-from prompt_tuning import evaluation
-from prompt_tuning import partitioning
+from prompt_tuning.training import evaluation
+from prompt_tuning.training import partitioning
 from prompt_tuning.tasks import metrics
 from prompt_tuning.tasks import postprocessors
 
@@ -480,8 +480,8 @@ def test_train_evaluator_tracks_the_best_prompt(register_task, tmp_path):
 
 @pytest.fixture(scope='module')
 def tiny_model_and_params():
-  from prompt_tuning import models  # pylint: disable=g-import-not-at-top
-  from prompt_tuning import t5  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.model import models  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.model import t5  # pylint: disable=g-import-not-at-top
   config = t5.T5Config(vocab_size=VOCAB.vocab_size, emb_dim=13, num_heads=3,
                        head_dim=5, mlp_dim=11, num_encoder_layers=1,
                        num_decoder_layers=1, relative_attention_num_buckets=8,

@@ -1,4 +1,4 @@
-"""Tests for prompt_tuning.gin_utils: flags, gin, entry runs, processes."""
+"""Tests for prompt_tuning.cli.gin_utils: flags, gin, entry runs, processes."""
 import logging
 import os
 import socket
@@ -10,7 +10,7 @@ from absl import flags
 import gin
 import pytest
 
-from prompt_tuning import gin_utils
+from prompt_tuning.cli import gin_utils
 
 _SUBPROCESS_TIMEOUT_S = 120
 
@@ -270,7 +270,7 @@ def test_initialize_distributed_rejects_bad_flags(init_calls, count, index,
 _ENTRY = textwrap.dedent("""\
     from absl import flags
     import gin
-    from prompt_tuning import gin_utils
+    from prompt_tuning.cli import gin_utils
 
     FLAGS = flags.FLAGS
     gin_utils.define_flags()

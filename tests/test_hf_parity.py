@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from prompt_tuning import checkpoints
-from prompt_tuning import t5
+from prompt_tuning.model import t5
 
 sys.path.insert(0, str(__import__('pathlib').Path(__file__).parent))
 import hf_reference  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -12,7 +12,7 @@ import pytest
 from prompt_tuning import checkpoints
 from prompt_tuning import embedded
 from prompt_tuning import interpret
-from prompt_tuning import prompts
+from prompt_tuning.model import prompts
 from prompt_tuning.tasks import offline
 
 

@@ -20,9 +20,9 @@ import optax
 import pytest
 
 from prompt_tuning import dry_run
-from prompt_tuning import models
-from prompt_tuning import partitioning
-from prompt_tuning import t5
+from prompt_tuning.model import models
+from prompt_tuning.training import partitioning
+from prompt_tuning.model import t5
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LAUNCH = REPO / 'launch'

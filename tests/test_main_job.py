@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from prompt_tuning import evaluation
+from prompt_tuning.training import evaluation
 from prompt_tuning.tasks import corpus_tasks
 
 README = pathlib.Path(__file__).resolve().parents[1] / 'README.md'

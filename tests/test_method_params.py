@@ -6,7 +6,7 @@ import pytest
 from prompt_tuning import method_params
 from prompt_tuning import methods
 from prompt_tuning import report
-from prompt_tuning import t5
+from prompt_tuning.model import t5
 
 
 @pytest.fixture(scope='module')

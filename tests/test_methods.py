@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 from prompt_tuning import checkpoints
-from prompt_tuning import gin_utils
-from prompt_tuning import method_export
+from prompt_tuning.cli import gin_utils
+from prompt_tuning.methods import export as method_export
 from prompt_tuning import methods
-from prompt_tuning import models
-from prompt_tuning import t5
-from prompt_tuning import trainer
+from prompt_tuning.model import models
+from prompt_tuning.model import t5
+from prompt_tuning.training import trainer
 import conftest  # pylint: disable=g-bad-import-order
 
 P = 3  # prompt / prefix length of the tiny tests
@@ -404,8 +404,8 @@ def test_export_gives_the_training_time_logits(name, files, tmp_path, batch,
                                   'adapter_houlsby'])
 def test_serve_gin_configures_the_serving_model(name, tmp_path,
                                                 preset_params):
-  from prompt_tuning import inference  # pylint: disable=g-import-not-at-top
-  from prompt_tuning import sweep  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.serving import inference  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.experiments import sweep  # pylint: disable=g-import-not-at-top
   preset = methods.PRESETS[name]
   module, params = preset_params(name)
   model = models.EncoderDecoderModel(module)
@@ -465,8 +465,8 @@ def test_reductions_match_the_training_time_form(config, batch,
 def _infer_matches_training_time_scores(tmp_path, model, params, exported):
   """The infer command's config (`embedded/prompt_infer.gin`) with the
   export's `serve.gin` gives the training-time model's scores."""
-  from prompt_tuning import inference  # pylint: disable=g-import-not-at-top
-  from prompt_tuning import sweep  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.serving import inference  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.experiments import sweep  # pylint: disable=g-import-not-at-top
   from prompt_tuning.tasks import utils as task_utils  # pylint: disable=g-import-not-at-top
   output = tmp_path / 'scores.jsonl'
   sweep.configure(
@@ -531,8 +531,8 @@ def test_merged_lora_export_evaluates(tmp_path, embedded_model):
   `serve.gin` evaluates the merged LoRA kernels of the exported checkpoint
   with the plain model (whose logits equal the training-time model's, see
   `test_export_gives_the_training_time_logits`)."""
-  from prompt_tuning import inference  # pylint: disable=g-import-not-at-top
-  from prompt_tuning import sweep  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.serving import inference  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.experiments import sweep  # pylint: disable=g-import-not-at-top
   _, params, _, _ = embedded_model
   preset = methods.PRESETS['lora']
   model = _embedded(embedded_model, preset)

@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prompt_tuning import models
-from prompt_tuning import t5
+from prompt_tuning.model import models
+from prompt_tuning.model import t5
 
 ENC = np.array([[3, 4, 5, 6, 1, 0], [7, 8, 1, 0, 0, 0]], np.int32)
 TGT = np.array([[9, 10, 11, 1], [12, 1, 0, 0]], np.int32)

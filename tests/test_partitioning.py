@@ -1,4 +1,4 @@
-"""Tests for prompt_tuning.partitioning.
+"""Tests for prompt_tuning.training.partitioning.
 
 Rules and mesh layouts are checked in-process (fake device objects need no
 hardware); sharded computation runs once, in a subprocess with 8 forced CPU
@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 import pytest
 
-from prompt_tuning import partitioning
+from prompt_tuning.training import partitioning
 
 _CHECKS_SCRIPT = pathlib.Path(__file__).with_name(
     'sharded_partitioning_checks.py')

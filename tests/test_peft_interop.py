@@ -178,7 +178,7 @@ def test_peft_runs_an_export_as_our_model_does(tmp_path):
   equal our model's with the same prompt prepended to the encoder input."""
   import peft  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
-  from prompt_tuning import t5  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.model import t5  # pylint: disable=g-import-not-at-top
   params = hf_reference.tiny_params(seed=1)
   checkpoints.save_hf_safetensors(params, tmp_path / 'model.safetensors')
   model = hf_reference.hf_model(hf_reference.TINY_CONFIG,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from prompt_tuning import checkpoints
-from prompt_tuning import prompts
+from prompt_tuning.model import prompts
 
 TABLE = np.arange(40 * 6, dtype=np.float32).reshape(40, 6) / 100.0
 

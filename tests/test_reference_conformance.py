@@ -9,8 +9,8 @@ import pytest
 import seqio
 
 from prompt_tuning import checkpoints
-from prompt_tuning import prompts
-from prompt_tuning import t5
+from prompt_tuning.model import prompts
+from prompt_tuning.model import t5
 
 # The reference checkpoint's configuration (shared/reference/README.md).
 TINY_REFERENCE = t5.T5Config(

@@ -11,9 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from prompt_tuning import paper_numbers
+from prompt_tuning.experiments import paper_numbers
 from prompt_tuning import report
-from prompt_tuning import t5
+from prompt_tuning.model import t5
 
 # Odd sizes, so that a count mixing up axes fails.
 TINY = dict(vocab_size=37, emb_dim=13, num_heads=3, head_dim=5, mlp_dim=11,
@@ -50,9 +50,9 @@ def _config_gin(*, task, sizes, prompt_length, init, regexes, seed, steps,
   checkpoint = (checkpoint if checkpoint.startswith('@')
                 else repr(checkpoint))
   return f"""from __gin__ import dynamic_registration
-from prompt_tuning import prompts
-from prompt_tuning import t5
-from prompt_tuning import trainer
+from prompt_tuning.model import prompts
+from prompt_tuning.model import t5
+from prompt_tuning.training import trainer
 
 # Macros:
 INITIAL_CHECKPOINT_PATH = {checkpoint}

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prompt_tuning import t5
+from prompt_tuning.model import t5
 
 # Table 4 of the paper: total parameters with a 100-token prompt.
 PAPER_TOTAL_PARAMS = {
@@ -261,7 +261,7 @@ def test_cached_decoding_equals_teacher_forcing(tiny_config, tiny_params,
 
 
 def test_relative_position_buckets_known_values():
-  from prompt_tuning import layers
+  from prompt_tuning.model import layers
   rel = np.arange(-20, 21)[None, :]
   bi = layers.relative_position_bucket(rel, True, 32, 128)[0]
   # Exact buckets for |d| < 8: keys before the query in 0..7, keys after it

@@ -12,9 +12,9 @@ import pytest
 
 from prompt_tuning import checkpoints
 from prompt_tuning import embedded
-from prompt_tuning import models
-from prompt_tuning import t5
-from prompt_tuning import trainer
+from prompt_tuning.model import models
+from prompt_tuning.model import t5
+from prompt_tuning.training import trainer
 from prompt_tuning.tasks import offline
 
 TASK = 'taskless_offline_topic'
@@ -193,7 +193,7 @@ def test_trainable_regex_matching_nothing(tmp_path, frozen_checkpoint):
 
 
 def test_prompt_file_of_wrong_shape_is_named(tmp_path, frozen_checkpoint):
-  from prompt_tuning import prompts  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.model import prompts  # pylint: disable=g-import-not-at-top
   path, params = frozen_checkpoint
   prompt_file = tmp_path / 'prompt.npy'
   np.save(prompt_file, np.zeros((7, 128), np.float32))
@@ -284,7 +284,7 @@ def test_best_step_is_selected_on_the_named_tasks_only(tmp_path,
 
 def test_zero_shot_evaluation_is_the_frozen_model_without_prompt(
     tmp_path, frozen_checkpoint):
-  from prompt_tuning import evaluation  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.training import evaluation  # pylint: disable=g-import-not-at-top
   path, params = frozen_checkpoint
   result = _train(tmp_path, path, _model(params), train_steps=1,
                   eval_zero_shot=True)

@@ -1,4 +1,4 @@
-"""Tests of prompt_tuning.trainer on several devices and several processes.
+"""Tests of prompt_tuning.training.trainer on several devices and several processes.
 
 * 8 forced CPU devices, one subprocess (tests/sharded_trainer_checks.py, since
   the device count must be set before jax is imported): `trainer.train` on a
@@ -20,7 +20,7 @@ import sys
 import numpy as np
 import pytest
 
-from prompt_tuning import trainer
+from prompt_tuning.training import trainer
 from prompt_tuning.tasks import offline
 
 _CHECKS_SCRIPT = pathlib.Path(__file__).with_name('sharded_trainer_checks.py')

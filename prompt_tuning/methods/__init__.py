@@ -1,4 +1,4 @@
-"""Parameter-efficient methods that plug into the one T5 of `prompt_tuning.t5`.
+"""Parameter-efficient methods that plug into the one T5 of `prompt_tuning.model.t5`.
 
 Each method is a frozen config dataclass plus a small flax module, used at one
 of a few named points of the shared model (the T5 is never copied):
@@ -36,7 +36,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from prompt_tuning import prompts
+from prompt_tuning.model import prompts
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -243,7 +243,7 @@ def _from_params_file(path: str, name: str) -> Initializer:
 
   def init(rng, shape, dtype=jnp.float32):
     del rng
-    from prompt_tuning import method_export  # pylint: disable=g-import-not-at-top,cyclic-import
+    from prompt_tuning.methods import export as method_export  # pylint: disable=g-import-not-at-top,cyclic-import
     array = method_export.read_method_param(path, name, tuple(shape))
     return jnp.asarray(array, dtype)
 

@@ -174,8 +174,8 @@ def package_gin_dir() -> str:
   """
   spec = importlib.util.find_spec(_GIN_PACKAGE)
   locations = list(spec.submodule_search_locations or []) if spec else []
-  here = pathlib.Path(__file__).resolve().parent
-  candidates = locations + [str(here / 'gin'), str(here.parent / 'gin')]
+  package = pathlib.Path(__file__).resolve().parents[1]  # prompt_tuning/
+  candidates = locations + [str(package / 'gin'), str(package.parent / 'gin')]
   for candidate in candidates:
     if os.path.isdir(candidate):
       return os.path.abspath(candidate)

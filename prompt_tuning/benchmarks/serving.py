@@ -39,12 +39,12 @@ from typing import Any, Dict, List, Optional, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from prompt_tuning import bench_costs
-from prompt_tuning import bench_train
-from prompt_tuning import bench_utils
+from prompt_tuning.benchmarks import costs as bench_costs
+from prompt_tuning.benchmarks import train_step as bench_train
+from prompt_tuning.benchmarks import common as bench_utils
 from prompt_tuning import ensemble
-from prompt_tuning import partitioning
-from prompt_tuning import trainer
+from prompt_tuning.training import partitioning
+from prompt_tuning.training import trainer
 
 PyTree = Any
 
@@ -166,7 +166,7 @@ def run_inference(size: str = 'anchor', batch_size: int = 8,
                  * label_length}),
   ]
   if 'peft' in frameworks:
-    from prompt_tuning import bench_torch  # pylint: disable=g-import-not-at-top
+    from prompt_tuning.benchmarks import torch_cases as bench_torch  # pylint: disable=g-import-not-at-top
     prompt, frozen = bench_train.prompt_and_weights(params)
     hf_model = bench_torch.hf_t5(frozen, config,
                                  dropout_rate=0.0)

@@ -25,9 +25,9 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from prompt_tuning import bench_utils
+from prompt_tuning.benchmarks import common as bench_utils
 from prompt_tuning import checkpoints
-from prompt_tuning import t5
+from prompt_tuning.model import t5
 
 PyTree = Any
 

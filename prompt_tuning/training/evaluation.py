@@ -43,7 +43,7 @@ import seqio
 import tensorflow as tf
 
 from prompt_tuning import checkpoints
-from prompt_tuning import partitioning
+from prompt_tuning.training import partitioning
 from prompt_tuning.tasks import metrics as metrics_lib
 
 Array = jax.Array

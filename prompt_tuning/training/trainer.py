@@ -25,8 +25,8 @@ import numpy as np
 import optax
 
 from prompt_tuning import checkpoints
-from prompt_tuning import models
-from prompt_tuning import partitioning
+from prompt_tuning.model import models
+from prompt_tuning.training import partitioning
 
 PyTree = Any
 
@@ -456,7 +456,7 @@ def _evaluate_zero_shot(model: models.EncoderDecoderModel, params: PyTree,
                         eval_name: str, eval_kwargs: Mapping[str, Any]
                         ) -> Dict[str, Any]:
   """Evaluates `params` without the prompt, on a prompt-free `model`."""
-  from prompt_tuning import evaluation  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.training import evaluation  # pylint: disable=g-import-not-at-top
   if not model.module.prompt_length:
     raise ValueError('eval_zero_shot needs a model with a prompt; '
                      'prompt_length is 0')
@@ -634,7 +634,7 @@ def train(*,
   eval_history = []
   evaluator = tracker = None
   if eval_mode is not None:
-    from prompt_tuning import evaluation  # pylint: disable=g-import-not-at-top
+    from prompt_tuning.training import evaluation  # pylint: disable=g-import-not-at-top
     eval_name = eval_mixture_or_task_name or mixture_or_task_name
     eval_kwargs = dict(
         split=eval_split,

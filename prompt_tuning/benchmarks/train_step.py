@@ -43,12 +43,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import jax
 import numpy as np
 
-from prompt_tuning import bench_costs
-from prompt_tuning import bench_utils
-from prompt_tuning import models
-from prompt_tuning import partitioning
-from prompt_tuning import t5
-from prompt_tuning import trainer
+from prompt_tuning.benchmarks import costs as bench_costs
+from prompt_tuning.benchmarks import common as bench_utils
+from prompt_tuning.model import models
+from prompt_tuning.training import partitioning
+from prompt_tuning.model import t5
+from prompt_tuning.training import trainer
 
 PyTree = Any
 
@@ -282,7 +282,7 @@ def run_benchmark(size: str = 'anchor', batch_size: int = 8,
                      f'{list(trainer.FROZEN_DTYPES)}')
   _check_frameworks(frameworks)
   if 'peft' in frameworks:
-    from prompt_tuning import bench_torch  # pylint: disable=g-import-not-at-top
+    from prompt_tuning.benchmarks import torch_cases as bench_torch  # pylint: disable=g-import-not-at-top
     bench_torch.versions()  # raises ImportError with the install hint
   batch = bench_utils.random_batch(np.random.default_rng(seed), batch_size,
                                    input_length, target_length,
@@ -355,7 +355,7 @@ def run_benchmark(size: str = 'anchor', batch_size: int = 8,
       record['step_compilations'] = case.traces.count
       record['recompilations'] = case.traces.count - 1
     else:
-      from prompt_tuning import bench_torch  # pylint: disable=g-import-not-at-top
+      from prompt_tuning.benchmarks import torch_cases as bench_torch  # pylint: disable=g-import-not-at-top
       bench_torch.finish_train_case(case)
       record.update(case.info)
       # Not ours: the formula's FLOPs, on PEFT's device kind.
@@ -381,7 +381,7 @@ def prompt_and_weights(params: PyTree) -> Tuple[np.ndarray, PyTree]:
 def peft_case(config: t5.T5Config, frozen: PyTree, prompt: np.ndarray,
                batch: Dict[str, np.ndarray]):
   """PEFT prompt tuning on an HF T5 holding `frozen`, prompt `[P, H]`."""
-  from prompt_tuning import bench_torch  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.benchmarks import torch_cases as bench_torch  # pylint: disable=g-import-not-at-top
   hf_model = bench_torch.hf_t5(frozen, config)
   peft_model = bench_torch.peft_prompt_model(hf_model, prompt)
   loss = bench_torch.initial_loss(peft_model, batch)

@@ -62,7 +62,7 @@ TABLE3_ENSEMBLE: Dict[str, Dict[str, Tuple[float, float, float]]] = {
 }
 TABLE3_SUPERGLUE_SCORE: Tuple[float, float, float] = (90.5, 91.0, 91.3)
 
-# Table 4: a 100-token prompt on each T5 1.1 size (prompt_tuning.t5.CONFIGS).
+# Table 4: a 100-token prompt on each T5 1.1 size (prompt_tuning.model.t5.CONFIGS).
 # size -> (trainable prompt parameters, total parameters with the prompt).
 TABLE4_PROMPT_LENGTH = 100
 TABLE4_PARAMETERS: Dict[str, Tuple[int, int]] = {

@@ -14,8 +14,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import gin
 
-from prompt_tuning import gin_utils
-from prompt_tuning import trainer
+from prompt_tuning.cli import gin_utils
+from prompt_tuning.training import trainer
 
 
 def configure(gin_files: Sequence[str], bindings: Sequence[str],

@@ -25,10 +25,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from prompt_tuning import bench_train
-from prompt_tuning import bench_costs
-from prompt_tuning import bench_utils
-from prompt_tuning import trainer
+from prompt_tuning.benchmarks import train_step as bench_train
+from prompt_tuning.benchmarks import costs as bench_costs
+from prompt_tuning.benchmarks import common as bench_utils
+from prompt_tuning.training import trainer
 
 AXES = ('prompt_length', 'batch_size', 'input_length')
 _UNITS = {'prompt_length': 'prompt token', 'batch_size': 'example',
@@ -154,7 +154,7 @@ def run_scaling(axes: Sequence[str] = AXES,
                                      point['prompt_length'], 'prompt_tuning')
       for case in cases:
         if not isinstance(case, bench_train.Case):
-          from prompt_tuning import bench_torch  # pylint: disable=g-import-not-at-top
+          from prompt_tuning.benchmarks import torch_cases as bench_torch  # pylint: disable=g-import-not-at-top
           bench_torch.finish_train_case(case)
         record = {
             'suite': 'scaling', 'case': case.name, 'axis': axis,

@@ -19,10 +19,10 @@ import jax
 import numpy as np
 
 from prompt_tuning import checkpoints
-from prompt_tuning import evaluation
-from prompt_tuning import models
-from prompt_tuning import partitioning
-from prompt_tuning import trainer
+from prompt_tuning.training import evaluation
+from prompt_tuning.model import models
+from prompt_tuning.training import partitioning
+from prompt_tuning.training import trainer
 
 
 def evaluate(*,

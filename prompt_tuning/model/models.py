@@ -18,8 +18,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from prompt_tuning import decoding
-from prompt_tuning import t5
+from prompt_tuning.model import decoding
+from prompt_tuning.model import t5
 
 Array = jax.Array
 Batch = Mapping[str, Array]

@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prompt_tuning import t5
-from prompt_tuning import trainer
+from prompt_tuning.model import t5
+from prompt_tuning.training import trainer
 
 PyTree = Any
 

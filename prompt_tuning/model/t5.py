@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prompt_tuning import layers
+from prompt_tuning.model import layers
 from prompt_tuning import methods as methods_lib
-from prompt_tuning import prompts
+from prompt_tuning.model import prompts
 
 Array = jax.Array
 

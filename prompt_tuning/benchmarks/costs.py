@@ -39,7 +39,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import jax
 import numpy as np
 
-from prompt_tuning import t5
+from prompt_tuning.model import t5
 
 PyTree = Any
 

@@ -1,0 +1,1 @@
+"""Speed and memory benchmark suites (`python -m prompt_tuning.bench`)."""

@@ -1,0 +1,1 @@
+"""What the command-line entry points share: flags and gin plumbing."""

@@ -1,0 +1,1 @@
+"""Experiment drivers built on the trainer: sweeps, the paper's numbers."""

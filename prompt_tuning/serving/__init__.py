@@ -1,0 +1,1 @@
+"""Evaluation, inference and serving with a frozen model and prompts."""

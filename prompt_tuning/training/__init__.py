@@ -1,0 +1,1 @@
+"""Training: partitioning, the trainer and in-loop evaluation."""
