@@ -1,11 +1,12 @@
-"""Writes BENCHMARKS.md from benchmarks/BENCHMARKS.template.md.
+"""Writes docs/benchmarks.md from benchmarks/benchmarks.template.md.
 
 Each `{{name}}` line of the template is replaced by the Markdown summary the
 benchmark printed for that run (benchmarks/results/<name>.md, written by
 `python -m prompt_tuning.bench ... --markdown_output=...`): its command line
 as a code block, then its tables. `{{name:Section}}` keeps only that section
 (`### Section`) of a multi-suite summary. Nothing is computed here: every
-figure in BENCHMARKS.md comes from a summary file as the benchmark wrote it.
+figure in docs/benchmarks.md comes from a summary file as the benchmark wrote
+it.
 
     python benchmarks/render.py
 """
@@ -14,6 +15,7 @@ import re
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / 'benchmarks' / 'results'
+OUTPUT = ROOT / 'docs' / 'benchmarks.md'
 _PLACEHOLDER = re.compile(r'^\{\{([\w.-]+)(?::([^}]+))?\}\}$')
 
 
@@ -39,13 +41,13 @@ def summary(name: str, section: str = None) -> str:
 
 
 def main():
-  template = (ROOT / 'benchmarks' / 'BENCHMARKS.template.md').read_text()
+  template = (ROOT / 'benchmarks' / 'benchmarks.template.md').read_text()
   lines = []
   for line in template.splitlines():
     match = _PLACEHOLDER.match(line.strip())
     lines.append(summary(match.group(1), match.group(2)) if match else line)
-  (ROOT / 'BENCHMARKS.md').write_text('\n'.join(lines) + '\n')
-  print(f'wrote {ROOT / "BENCHMARKS.md"}')
+  OUTPUT.write_text('\n'.join(lines) + '\n')
+  print(f'wrote {OUTPUT}')
 
 
 if __name__ == '__main__':

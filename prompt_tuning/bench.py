@@ -26,7 +26,7 @@ Suites (`--suite`, comma-separated):
 - scaling (`bench_scaling`): the step's cost against prompt length, batch
   and input length, with fitted slopes and PNG curves (`--plot_dir`).
 
-On a GPU or TPU the train records carry MFU (model FLOPs of `bench_costs`
+On a GPU or TPU the train records carry MFU (model FLOPs of `model.costs`
 over the device's peak); on a CPU it is n/a.
 
 NOTE: PyTorch's OpenMP threads spin after each operation while waiting for
@@ -41,18 +41,18 @@ imported); every PEFT record names the policy and the thread count
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import List, Sequence
 
 from absl import app
 from absl import flags
 import jax
 
-from prompt_tuning.benchmarks import train_step as bench_train
 from prompt_tuning.benchmarks import common as bench_utils
-from prompt_tuning import checkpoints
+from prompt_tuning.benchmarks import suites as bench_suites
+from prompt_tuning.cli import gin_utils
 from prompt_tuning.training import trainer
+from prompt_tuning.utils import files
 
-SUITES = ('train', 'inference', 'serving', 'scaling')
 SIZES = bench_utils.SIZES
 
 
@@ -61,7 +61,7 @@ SIZES = bench_utils.SIZES
 # ----------------------------------------------------------------------------
 
 _SUITE = flags.DEFINE_list('suite', ['train'],
-                           f'Suites to run, of {list(SUITES)}.')
+                           f'Suites to run, of {list(bench_suites.SUITES)}.')
 _SIZE = flags.DEFINE_string(
     'size', 'anchor', f'Model size, one of {sorted(SIZES)}.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 8, 'Global batch size.')
@@ -140,80 +140,6 @@ def _ints(name: str, values: Sequence[str]) -> List[int]:
     raise ValueError(f'--{name}={",".join(values)}; expected integers') from e
 
 
-def _frameworks() -> Tuple[List[str], Optional[str]]:
-  """The frameworks to run; 'peft' dropped, with a note, if not installed."""
-  frameworks = list(_FRAMEWORKS.value)
-  if 'peft' in frameworks:
-    from prompt_tuning.benchmarks import torch_cases as bench_torch  # pylint: disable=g-import-not-at-top
-    if not bench_torch.available():
-      return ([f for f in frameworks if f != 'peft'],
-              f'PEFT cases skipped: {bench_torch.INSTALL_HINT}.')
-  return frameworks, None
-
-
-def _run_suites() -> Tuple[List[Dict[str, Any]], List[str]]:
-  unknown = sorted(set(_SUITE.value) - set(SUITES))
-  if unknown:
-    raise ValueError(f'--suite={",".join(_SUITE.value)}: unknown {unknown}; '
-                     f'expected some of {list(SUITES)}')
-  frameworks, note = _frameworks()
-  records, sections = [], []
-  if note:
-    sections.append(note)
-  shared = dict(size=_SIZE.value, repeats=_REPEATS.value,
-                warmup_steps=_WARMUP_STEPS.value, dtype=_DTYPE.value,
-                seed=_SEED.value)
-  frozen_dtype = _FROZEN_DTYPE.value
-  if 'train' in _SUITE.value:
-    suite = bench_train.run_benchmark(
-        batch_size=_BATCH_SIZE.value, input_length=_INPUT_LENGTH.value,
-        target_length=_TARGET_LENGTH.value,
-        prompt_length=_PROMPT_LENGTH.value,
-        steps_per_repeat=_STEPS_PER_REPEAT.value, frozen_dtype=frozen_dtype,
-        remat=_REMAT.value, model_tuning_prompt=_MODEL_TUNING_PROMPT.value,
-        frameworks=frameworks, **shared)
-    records += suite
-    sections.append('### Train step\n\n' + bench_train.summary_table(suite))
-  if 'inference' in _SUITE.value:
-    from prompt_tuning.benchmarks import serving as bench_serving  # pylint: disable=g-import-not-at-top
-    suite = bench_serving.run_inference(
-        batch_size=_BATCH_SIZE.value, input_length=_INPUT_LENGTH.value,
-        prompt_length=_PROMPT_LENGTH.value,
-        decode_length=_DECODE_LENGTH.value, num_classes=_NUM_CLASSES.value,
-        label_length=_LABEL_LENGTH.value, frameworks=frameworks, **shared)
-    records += suite
-    sections.append('### Inference\n\n' + bench_serving.inference_table(
-        suite))
-  if 'serving' in _SUITE.value:
-    from prompt_tuning.benchmarks import serving as bench_serving  # pylint: disable=g-import-not-at-top
-    suite = bench_serving.run_serving(
-        batch_size=_SERVING_BATCH_SIZE.value,
-        input_length=_INPUT_LENGTH.value, target_length=_TARGET_LENGTH.value,
-        prompt_length=_PROMPT_LENGTH.value, num_prompts=_NUM_PROMPTS.value,
-        num_tasks=_NUM_TASKS.value, **shared)
-    records += suite
-    sections.append('### Serving many prompts\n\n'
-                    + bench_serving.serving_table(suite))
-  if 'scaling' in _SUITE.value:
-    from prompt_tuning.benchmarks import scaling as bench_scaling  # pylint: disable=g-import-not-at-top
-    suite, curves = bench_scaling.run_scaling(
-        axes=_SCALING_AXES.value, batch_size=_BATCH_SIZE.value,
-        input_length=_INPUT_LENGTH.value, target_length=_TARGET_LENGTH.value,
-        prompt_length=_PROMPT_LENGTH.value,
-        values={'prompt_length': _ints('prompt_lengths',
-                                       _PROMPT_LENGTHS.value),
-                'batch_size': _ints('batch_sizes', _BATCH_SIZES.value),
-                'input_length': _ints('input_lengths', _INPUT_LENGTHS.value)},
-        frameworks=frameworks, frozen_dtype=frozen_dtype,
-        remat=_REMAT.value, **shared)
-    records += suite
-    sections.append('### Scaling\n\n' + bench_scaling.scaling_table(
-        suite, curves))
-    if _PLOT_DIR.value:
-      paths = bench_scaling.plot_curves(suite, curves, _PLOT_DIR.value)
-      sections.append('Curves: ' + ', '.join(paths))
-  return records, sections
-
 
 def main(argv):
   if len(argv) > 1:
@@ -228,7 +154,28 @@ def main(argv):
   command = ('python -m prompt_tuning.bench ' + ' '.join(sys.argv[1:]) +
              f'  (OMP_WAIT_POLICY={policy})')
   try:
-    records, sections = _run_suites()
+    if 'scaling' in _SUITE.value:
+      scaling_values = {
+          'prompt_length': _ints('prompt_lengths', _PROMPT_LENGTHS.value),
+          'batch_size': _ints('batch_sizes', _BATCH_SIZES.value),
+          'input_length': _ints('input_lengths', _INPUT_LENGTHS.value)}
+    else:
+      scaling_values = {}
+    records, sections = bench_suites.run_suites(
+        _SUITE.value, frameworks=_FRAMEWORKS.value, size=_SIZE.value,
+        repeats=_REPEATS.value, warmup_steps=_WARMUP_STEPS.value,
+        dtype=_DTYPE.value, seed=_SEED.value, batch_size=_BATCH_SIZE.value,
+        input_length=_INPUT_LENGTH.value, target_length=_TARGET_LENGTH.value,
+        prompt_length=_PROMPT_LENGTH.value,
+        steps_per_repeat=_STEPS_PER_REPEAT.value,
+        frozen_dtype=_FROZEN_DTYPE.value, remat=_REMAT.value,
+        model_tuning_prompt=_MODEL_TUNING_PROMPT.value,
+        decode_length=_DECODE_LENGTH.value, num_classes=_NUM_CLASSES.value,
+        label_length=_LABEL_LENGTH.value,
+        serving_batch_size=_SERVING_BATCH_SIZE.value,
+        num_prompts=_NUM_PROMPTS.value, num_tasks=_NUM_TASKS.value,
+        scaling_axes=_SCALING_AXES.value, scaling_values=scaling_values,
+        plot_dir=_PLOT_DIR.value)
   except (ValueError, ImportError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
@@ -242,9 +189,9 @@ def main(argv):
   print()
   print(markdown)
   if _MARKDOWN_OUTPUT.value:
-    checkpoints.atomic_write_bytes(_MARKDOWN_OUTPUT.value, markdown.encode())
+    files.atomic_write_bytes(_MARKDOWN_OUTPUT.value, markdown.encode())
   return 0
 
 
 if __name__ == '__main__':
-  app.run(main)
+  gin_utils.run(main, tensorflow=False)

@@ -28,181 +28,59 @@ import dataclasses
 import json
 import os
 import shutil
-import statistics
 import sys
 import time
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import List, Sequence
 
-import jax
-import numpy as np
+from absl import app
+from absl import flags
 
-from prompt_tuning import checkpoints
-from prompt_tuning.training import evaluation
-from prompt_tuning.methods import export as method_export
-from prompt_tuning import methods
-from prompt_tuning.training import partitioning
-from prompt_tuning.experiments import sweep
-from prompt_tuning.training import trainer
+from prompt_tuning.cli import gin_utils
+from prompt_tuning.experiments import compare
+from prompt_tuning.methods import presets
+from prompt_tuning.utils import files
 
 DEFAULT_GIN_FILES = ('corpus/prompt_tune.gin',)
 
 
-@dataclasses.dataclass(frozen=True)
-class Row:
-  """One method's line of the comparison."""
-  method: str
-  untrained_score: float
-  tuned_score: float
-  trainable: int
-  step_seconds: float
-  step_bytes: int
-  export_kind: str
-  export_bytes: int
-  metrics: Mapping[str, Any]
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines the command's flags, the gin flags among them, in `flag_values`.
+  """
+  fv = dict(flag_values=flag_values)
+  flags.DEFINE_string('output_dir', None, 'Where the runs and the comparison '
+                      'go.', **fv)
+  flags.DEFINE_string('methods', '',
+                      'Comma-separated method names (default: all).', **fv)
+  flags.DEFINE_integer('train_steps', 100, 'Training steps of every method.',
+                       **fv)
+  flags.DEFINE_boolean('overwrite', False,
+                       'Replace existing runs under --output_dir.', **fv)
+  gin_utils.define_gin_flags(flag_values)
+  flags.mark_flag_as_required('output_dir', flag_values=flag_values)
 
 
-def _score(record: Mapping[str, Any]) -> float:
-  return evaluation.selection_score(record['metrics'])
-
-
-def measure_step(model: Any, optimizer: Any, trainable_regexes: Sequence[str],
-                 setup: trainer.ModelSetup, batch: Mapping[str, np.ndarray],
-                 repeats: int = 5) -> Dict[str, float]:
-  """Compiles the trainer's sharded step for one batch and times it.
+def main(argv: Sequence[str],
+         flag_values: flags.FlagValues = flags.FLAGS) -> int:
+  """Compares the methods; the base config is `--gin_file`, by default
+  `DEFAULT_GIN_FILES`.
 
   Returns:
-    {'seconds': median step time after compilation, 'bytes': XLA's memory
-    estimate (arguments + outputs + temporaries - aliased)}.
+    The exit status: 2 for an unknown method or an existing run.
   """
-  mesh, rules = setup.mesh, setup.rules
-  trainable, frozen = trainer.split_params(setup.params, trainable_regexes)
-  trainable_shardings, frozen_shardings = trainer.split_params(
-      partitioning.unbox(setup.shardings), trainable_regexes)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  opt_state = jax.jit(optimizer.init, out_shardings=replicated)(trainable)
-  step_fn = trainer.make_train_step(model, optimizer, mesh,
-                                    trainable_shardings, frozen_shardings,
-                                    dropout_root=None)
-  batch = partitioning.host_local_to_global(dict(batch), mesh)
-  with partitioning.mesh_context(mesh, rules):
-    compiled = step_fn.lower(trainable, frozen, opt_state, batch,
-                             np.int32(0)).compile()
-    memory = compiled.memory_analysis()
-    times = []
-    for step in range(repeats + 1):
-      start = time.perf_counter()
-      trainable, opt_state, metrics = compiled(trainable, frozen, opt_state,
-                                               batch, np.int32(step))
-      jax.block_until_ready(metrics)
-      times.append(time.perf_counter() - start)
-  step_bytes = 0
-  if memory is not None:
-    step_bytes = (memory.argument_size_in_bytes + memory.output_size_in_bytes
-                  + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
-  return {'seconds': statistics.median(times[1:]), 'bytes': int(step_bytes)}
-
-
-def _export_kind(exported: method_export.Export) -> str:
-  parts = []
-  if exported.prompt_file:
-    parts.append('prompt')
-  if exported.method_params_file:
-    parts.append('method params')
-  if exported.checkpoint:
-    parts.append('t5x checkpoint')
-  return ' + '.join(parts)
-
-
-def compare_one(name: str, output_dir: str, gin_files: Sequence[str],
-                bindings: Sequence[str], search_paths: Sequence[str],
-                train_steps: int) -> Row:
-  """Trains, evaluates, exports and measures one method."""
-  methods.preset(name)  # an unknown name fails here, listing the known ones
-  run_dir = os.path.join(output_dir, name)
-  result, arguments = sweep.train(
-      list(gin_files) + [f'methods/{name}.gin'],
-      list(bindings) + [
-          sweep.string_binding('MODEL_DIR', run_dir),
-          f'TRAIN_STEPS = {train_steps}',
-          'trainer.train.eval_before_training = True',
-          # Step 0 is each method's untrained score; a zero-shot pass (the
-          # model without a prompt) is not defined for every method.
-          'trainer.train.eval_zero_shot = False',
-          'trainer.train.eval_period = 0',
-          f'trainer.train.checkpoint_period = {train_steps}',
-          f'trainer.train.log_period = {max(train_steps // 4, 1)}'],
-      search_paths)
-  if len(result.eval_history) < 2:
-    raise ValueError(f'{name}: the run evaluated {len(result.eval_history)} '
-                     'time(s); expected step 0 and the last step (EVAL_MODE '
-                     'must not be None)')
-  model = arguments['model']
-  regexes = list(arguments['trainable_regexes'])
-  setup = trainer.setup_model(
-      model, arguments.get('initial_checkpoint_path'),
-      arguments.get('assignment_map', ((trainer.PROMPT_REGEX, None),)),
-      arguments.get('seed', 0))
-  _, frozen = trainer.split_params(setup.params, regexes)
-  params = trainer.merge_params(result.trainable, jax.device_get(frozen))
-  exported = method_export.export(model, params, regexes,
-                                  os.path.join(run_dir, 'export'))
-  dataset = trainer.train_dataset(
-      arguments['mixture_or_task_name'], arguments['task_feature_lengths'],
-      arguments['batch_size'], arguments.get('seed', 0))
-  batch = jax.tree_util.tree_map(lambda t: t.numpy(), next(iter(dataset)))
-  measured = measure_step(model, arguments['optimizer'], regexes, setup,
-                          batch)
-  n_trainable, _ = trainer.count_params(result.trainable)
-  return Row(method=name,
-             untrained_score=_score(result.eval_history[0]),
-             tuned_score=_score(result.eval_history[-1]),
-             trainable=n_trainable, step_seconds=measured['seconds'],
-             step_bytes=measured['bytes'],
-             export_kind=_export_kind(exported),
-             export_bytes=exported.num_bytes,
-             metrics=result.eval_history[-1]['metrics'])
-
-
-def _size(n: int) -> str:
-  for unit, scale in (('GB', 2**30), ('MB', 2**20), ('KB', 2**10)):
-    if n >= scale:
-      return f'{n / scale:.1f} {unit}'
-  return f'{n} B'
-
-
-def markdown(rows: Sequence[Row], train_steps: int, task: str) -> str:
-  lines = [f'{task}, {train_steps} training steps per method; validation '
-           'score = mean of the task\'s metrics.', '',
-           '| method | untrained | tuned | trainable params | step time '
-           '(ms) | step memory | export | export size |',
-           '|---|---:|---:|---:|---:|---:|---|---:|']
-  for r in rows:
-    lines.append(
-        f'| {r.method} | {r.untrained_score:.2f} | {r.tuned_score:.2f} | '
-        f'{r.trainable:,} | {1000 * r.step_seconds:.1f} | '
-        f'{_size(r.step_bytes)} | {r.export_kind} | {_size(r.export_bytes)} |')
-  return '\n'.join(lines) + '\n'
-
-
-def main(argv: Sequence[str]) -> int:
-  import argparse  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--output_dir', required=True)
-  parser.add_argument('--methods', default='',
-                      help='Comma-separated method names (default: all).')
-  parser.add_argument('--train_steps', type=int, default=100)
-  parser.add_argument('--overwrite', action='store_true',
-                      help='Replace existing runs under --output_dir.')
-  sweep.add_gin_flags(parser, DEFAULT_GIN_FILES)
-  args, gin_files, bindings, search_paths = sweep.parse_args(parser, argv)
-  names = [n.strip() for n in args.methods.split(',') if n.strip()] or list(
-      methods.PRESETS)
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected positional arguments: {argv[1:]}')
+  output_dir, train_steps = flag_values.output_dir, flag_values.train_steps
+  gin_files = list(flag_values.gin_file or DEFAULT_GIN_FILES)
+  bindings = list(flag_values.gin_bindings)
+  search_paths = list(flag_values.gin_search_paths)
+  names = [n.strip() for n in flag_values.methods.split(',')
+           if n.strip()] or list(presets.PRESETS)
   try:
     for name in names:
-      methods.preset(name)
-      run_dir = os.path.join(args.output_dir, name)
+      presets.preset(name)
+      run_dir = os.path.join(output_dir, name)
       if os.path.exists(run_dir):
-        if not args.overwrite:
+        if not flag_values.overwrite:
           raise ValueError(f'{run_dir} exists; pass --overwrite or use a new '
                            '--output_dir (a finished run would not be '
                            'evaluated again)')
@@ -210,23 +88,23 @@ def main(argv: Sequence[str]) -> int:
   except ValueError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  rows: List[Row] = []
+  rows: List[compare.Row] = []
   task = None
   for name in names:
     start = time.time()
-    rows.append(compare_one(name, args.output_dir, gin_files, bindings,
-                            search_paths, args.train_steps))
+    rows.append(compare.compare_one(name, output_dir, gin_files,
+                                    bindings, search_paths, train_steps))
     task = task or ', '.join(sorted(rows[-1].metrics))
     print(f'{name}: untrained {rows[-1].untrained_score:.2f}, tuned '
           f'{rows[-1].tuned_score:.2f} ({time.time() - start:.0f} s)',
           flush=True)
-  text = markdown(rows, args.train_steps, task)
+  text = compare.markdown(rows, train_steps, task)
   print(text)
-  checkpoints.atomic_write_bytes(os.path.join(args.output_dir,
-                                              'comparison.md'), text.encode())
-  checkpoints.atomic_write_bytes(
-      os.path.join(args.output_dir, 'comparison.json'),
-      json.dumps({'train_steps': args.train_steps, 'gin_files': gin_files,
+  files.atomic_write_bytes(os.path.join(output_dir, 'comparison.md'),
+                           text.encode())
+  files.atomic_write_bytes(
+      os.path.join(output_dir, 'comparison.json'),
+      json.dumps({'train_steps': train_steps, 'gin_files': gin_files,
                   'gin_bindings': bindings,
                   'rows': [dataclasses.asdict(r) for r in rows]},
                  indent=1, default=float).encode())
@@ -234,4 +112,5 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main(sys.argv[1:]))
+  define_flags()
+  gin_utils.run(main)

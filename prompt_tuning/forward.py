@@ -9,12 +9,12 @@ The model's sizes are read off the checkpoint's parameter tree; prints the
 parameter count, the target's per-token log-likelihoods and the model's top
 next-token choices at each target position.
 """
-from absl import app
 from absl import flags
 import jax
 import numpy as np
 
-from prompt_tuning import checkpoints
+from prompt_tuning.checkpoints import t5x
+from prompt_tuning.cli import gin_utils
 from prompt_tuning.model import t5
 
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None,
@@ -33,7 +33,7 @@ _TOP_K = flags.DEFINE_integer('top_k', 5, 'Next-token choices to show.')
 def main(argv):
   del argv
   import seqio  # pylint: disable=g-import-not-at-top
-  params = checkpoints.load_t5x(_CHECKPOINT.value)
+  params = t5x.load_t5x(_CHECKPOINT.value)
   config = t5.config_from_params(
       params, dropout_rate=0.0,
       relative_attention_max_distance=_MAX_DISTANCE.value)
@@ -61,4 +61,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  gin_utils.run(main)

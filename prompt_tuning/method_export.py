@@ -11,9 +11,14 @@ import os
 import sys
 from typing import Any, Dict, Optional, Sequence
 
+from absl import app
+from absl import flags
 import jax
 
+from prompt_tuning.checkpoints import run_dir
+from prompt_tuning.cli import gin_utils
 from prompt_tuning.methods import export as export_lib
+from prompt_tuning.model import prompts
 
 
 def export_run(arguments: Dict[str, Any], output_dir: Optional[str] = None
@@ -27,8 +32,9 @@ def export_run(arguments: Dict[str, Any], output_dir: Optional[str] = None
   """
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   from prompt_tuning.training import trainer  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.training import setup as setup_lib  # pylint: disable=g-import-not-at-top
   model_dir = arguments['model_dir']
-  state_dir = os.path.join(os.path.abspath(model_dir), 'train_state')
+  state_dir = run_dir.train_state_dir(model_dir)
   steps = sorted(int(n) for n in (os.listdir(state_dir)
                                   if os.path.isdir(state_dir) else [])
                  if n.isdigit())
@@ -38,32 +44,42 @@ def export_run(arguments: Dict[str, Any], output_dir: Optional[str] = None
   restored = ocp.StandardCheckpointer().restore(
       os.path.join(state_dir, str(steps[-1]), 'default'))
   model = arguments['model']
-  regexes = list(arguments.get('trainable_regexes', (trainer.PROMPT_REGEX,)))
-  setup = trainer.setup_model(
+  regexes = list(arguments.get('trainable_regexes', (prompts.PROMPT_REGEX,)))
+  setup = setup_lib.setup_model(
       model, arguments.get('initial_checkpoint_path'),
-      arguments.get('assignment_map', ((trainer.PROMPT_REGEX, None),)),
+      arguments.get('assignment_map', ((prompts.PROMPT_REGEX, None),)),
       arguments.get('seed', 0))
   _, frozen = trainer.split_params(jax.device_get(setup.params), regexes)
   params = trainer.merge_params(restored['trainable'], frozen)
   return export_lib.export(model, params, regexes,
-                output_dir or os.path.join(model_dir, 'export'))
+                output_dir or run_dir.export_dir(model_dir))
 
 
-def main(argv: Sequence[str]) -> int:
-  import argparse  # pylint: disable=g-import-not-at-top
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines the command's flags, the gin flags among them, in `flag_values`.
+  """
+  flags.DEFINE_string('output_dir', None, 'Default: MODEL_DIR/export.',
+                      flag_values=flag_values)
+  gin_utils.define_gin_flags(flag_values)
+
+
+def main(argv: Sequence[str],
+         flag_values: flags.FlagValues = flags.FLAGS) -> int:
+  """Exports the run the gin files and bindings configure.
+
+  Returns:
+    The exit status: 2 if no `--gin_file` was given.
+  """
   from prompt_tuning.experiments import sweep  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
-      description='Exports a finished training run for serving.')
-  parser.add_argument('--output_dir', default=None,
-                      help='Default: MODEL_DIR/export.')
-  sweep.add_gin_flags(parser, ())
-  args, gin_files, bindings, search_paths = sweep.parse_args(parser, argv)
-  if not gin_files:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected positional arguments: {argv[1:]}')
+  if not flag_values.gin_file:
     print('error: pass the run\'s --gin_file(s) and --gin.MODEL_DIR',
           file=sys.stderr)
     return 2
-  sweep.configure(gin_files, bindings, search_paths)
-  exported = export_run(sweep.train_arguments(), args.output_dir)
+  sweep.configure(flag_values.gin_file, flag_values.gin_bindings,
+                  flag_values.gin_search_paths)
+  exported = export_run(sweep.train_arguments(), flag_values.output_dir)
   print(f'exported to {exported.directory} ({exported.num_bytes:,} bytes): '
         + ', '.join(os.path.basename(p) for p in (
             exported.prompt_file, exported.method_params_file,
@@ -74,4 +90,5 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main(sys.argv[1:]))
+  define_flags()
+  gin_utils.run(main)

@@ -142,20 +142,21 @@ def _reference_config():
 
 def main():
   import transformers  # pylint: disable=g-import-not-at-top
-  from prompt_tuning import checkpoints  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.checkpoints import t5x  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.interop import hf  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--reference_dir', default=str(
       pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'reference'))
   args = parser.parse_args()
   DATA_DIR.mkdir(exist_ok=True)
-  checkpoints.save_hf_safetensors(tiny_params(), TINY_WEIGHTS)
+  hf.save_hf_safetensors(tiny_params(), TINY_WEIGHTS)
   model = hf_model(TINY_CONFIG, TINY_WEIGHTS)
   np.savez(TINY_GOLDEN, logits=hf_logits(model, ENCODER_TOKENS, DECODER_INPUTS),
            transformers_version=transformers.__version__)
   reference = os.path.join(args.reference_dir, 't5x_t5_1_1_tiny', 'checkpoint_3')
   with tempfile.TemporaryDirectory() as tmp:
     weights = os.path.join(tmp, 'model.safetensors')
-    checkpoints.save_hf_safetensors(checkpoints.load_t5x(reference), weights)
+    hf.save_hf_safetensors(t5x.load_t5x(reference), weights)
     model = hf_model(_reference_config(), weights)
     logits = hf_logits(model, ENCODER_TOKENS, DECODER_INPUTS)
   np.savez(REFERENCE_GOLDEN, logits=logits[..., REFERENCE_COLUMNS],

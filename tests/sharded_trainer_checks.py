@@ -27,10 +27,12 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from prompt_tuning import checkpoints
+from prompt_tuning.checkpoints import t5x
 from prompt_tuning.model import models
-from prompt_tuning.training import partitioning
+from prompt_tuning.model import prompts
 from prompt_tuning.model import t5
+from prompt_tuning.training import partitioning
+from prompt_tuning.training import setup as setup_lib
 from prompt_tuning.training import trainer
 
 # Compiling is most of this script's time; XLA's optimisation passes are not
@@ -111,7 +113,7 @@ def _write_initial_checkpoint(path):
   params = jax.jit(MODEL.init)(jax.random.PRNGKey(1))
   params = _flat(jax.device_get(partitioning.unbox(params)))
   del params['encoder/prompt/prompt/prompt']
-  checkpoints.save_t5x(flax.traverse_util.unflatten_dict(params, sep='/'),
+  t5x.save_t5x(flax.traverse_util.unflatten_dict(params, sep='/'),
                        path)
 
 
@@ -176,7 +178,7 @@ def _compare_runs(checkpoint, trainable_regexes, optimizer):
 
 
 def _sharded_setup(checkpoint):
-  return trainer.setup_model(
+  return setup_lib.setup_model(
       MODEL, checkpoint, seed=0,
       mesh_config=partitioning.MeshConfig(num_partitions=2))
 
@@ -198,7 +200,7 @@ def check_param_shardings_follow_rules(checkpoint):
 
 
 def check_prompt_tuning_matches_single_device(checkpoint):
-  return _compare_runs(checkpoint, (trainer.PROMPT_REGEX,),
+  return _compare_runs(checkpoint, (prompts.PROMPT_REGEX,),
                        trainer.adafactor())
 
 

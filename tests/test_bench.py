@@ -1,5 +1,5 @@
 """Tests of the benchmark's train suite and CLI (prompt_tuning.bench,
-bench_train, bench_costs, bench_utils) and of the speed options it measures
+bench_train, model.costs, bench_utils) and of the speed options it measures
 (FROZEN_DTYPE, remat, compilation counting). Never asserts on timings."""
 import dataclasses
 import json
@@ -13,11 +13,12 @@ import numpy as np
 import optax
 import pytest
 
-from prompt_tuning.benchmarks import costs as bench_costs
+from prompt_tuning.model import costs
 from prompt_tuning.benchmarks import torch_cases as bench_torch
 from prompt_tuning.benchmarks import train_step as bench_train
 from prompt_tuning.benchmarks import common as bench_utils
 from prompt_tuning.model import models
+from prompt_tuning.model import prompts
 from prompt_tuning.training import partitioning
 from prompt_tuning.model import t5
 from prompt_tuning.training import trainer
@@ -73,6 +74,7 @@ def cli_run(tmp_path_factory):
   return result.stdout, ours, (out / 'bench.md').read_text(), theirs
 
 
+@pytest.mark.slow
 def test_peft_side_by_side_or_a_note(cli_run):
   """With torch, transformers and peft installed, PEFT prompt tuning runs on
   the same weights, prompt and batch (same initial loss); without them the
@@ -93,6 +95,7 @@ def test_peft_side_by_side_or_a_note(cli_run):
   assert '| tokens/s (enc+dec) |' in markdown and 'ours / PEFT' in markdown
 
 
+@pytest.mark.slow
 def test_records_have_every_field(cli_run):
   stdout, records, _, _ = cli_run
   assert [r['case'] for r in records] == list(bench_train.CASES)
@@ -105,6 +108,7 @@ def test_records_have_every_field(cli_run):
     assert json.dumps(record) in stdout
 
 
+@pytest.mark.slow
 def test_summary_printed_and_written(cli_run):
   stdout, _, markdown, _ = cli_run
   assert markdown in stdout
@@ -119,6 +123,7 @@ def test_summary_printed_and_written(cli_run):
     assert f'| {label}' in markdown
 
 
+@pytest.mark.slow
 def test_no_recompilation_after_the_first_step(cli_run):
   _, records, markdown, _ = cli_run
   for record in records:
@@ -128,6 +133,7 @@ def test_no_recompilation_after_the_first_step(cli_run):
   assert 'XLA compilations while timing: 0' in markdown
 
 
+@pytest.mark.slow
 def test_prompt_tuning_computes_no_weight_gradients(cli_run):
   _, (prompt, model), _, _ = cli_run
   config = bench_utils.SIZES['tiny']
@@ -143,6 +149,7 @@ def test_prompt_tuning_computes_no_weight_gradients(cli_run):
   assert prompt['compiled_temp_bytes'] <= model['compiled_temp_bytes']
 
 
+@pytest.mark.slow
 def test_optimizer_state_is_the_trainable_parts(cli_run):
   """Adafactor's state follows the trainable shapes: for the prompt (too
   small to factor) the prompt's size plus a few scalars, not the model's."""
@@ -155,12 +162,72 @@ def test_optimizer_state_is_the_trainable_parts(cli_run):
   assert prompt['opt_state_bytes'] < model['opt_state_bytes'] / 10
 
 
+@pytest.mark.slow
 def test_formula_flops_near_xla_count(cli_run):
-  """The model-FLOPs formula counts matmuls only; XLA also counts the
-  elementwise work, so it is a little higher, never far off."""
+  """The model-FLOPs formula counts matmuls only (exactly: see
+  test_formula_flops_are_the_jaxpr_matmuls); XLA's count adds the elementwise
+  work (softmax, norms, GELU, the loss over the vocabulary and, for model
+  tuning, Adafactor's update of every weight). At this tiny width (emb_dim 24)
+  that is a large share: with jax 0.10 the ratio is 0.836 for prompt tuning
+  and 0.721 for model tuning; it nears 1 as the model widens."""
   _, records, _, _ = cli_run
+  bands = {'prompt_tuning': (0.80, 0.87), 'model_tuning': (0.69, 0.75)}
   for record in records:
-    assert 0.6 < record['model_flops_per_step'] / record['flops'] < 1.1
+    low, high = bands[record['case']]
+    assert low < record['model_flops_per_step'] / record['flops'] < high, (
+        record['case'], record['model_flops_per_step'], record['flops'])
+
+
+def _dot_flops(jaxpr):
+  """2 x (output size) x (contracted size), summed over every dot_general."""
+  jaxpr = getattr(jaxpr, 'jaxpr', jaxpr)
+  total = 0
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == 'dot_general':
+      (contracting, _), _ = eqn.params['dimension_numbers']
+      lhs = eqn.invars[0].aval.shape
+      total += 2 * np.prod(eqn.outvars[0].aval.shape, dtype=np.int64) * (
+          np.prod([lhs[d] for d in contracting], dtype=np.int64))
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(sub, (jax.extend.core.Jaxpr, jax.extend.core.ClosedJaxpr)):
+          total += _dot_flops(sub)
+  return int(total)
+
+
+def test_formula_flops_are_the_jaxpr_matmuls():
+  """The formula equals the matmul FLOPs JAX traces: exactly for the forward
+  pass and a model-tuning step. For prompt tuning, 2 W + 3 A overcounts what
+  JAX differentiates: nothing below the first decoder layer's cross-attention
+  depends on the prompt, so that layer's self-attention backward (input
+  gradients of q, k, v, out and both attention matmuls) and the cross-attention
+  query side (query projection, q.k^T with respect to q) are never computed."""
+  import flax  # pylint: disable=g-import-not-at-top
+  config = bench_utils.SIZES['tiny']
+  model = models.EncoderDecoderModel(t5.Transformer(config, prompt_length=P))
+  params = flax.core.meta.unbox(model.init(jax.random.PRNGKey(0), T, U))
+  batch = bench_utils.random_batch(np.random.default_rng(0), B, T, U,
+                                   config.vocab_size)
+
+  def loss(params):
+    return model.loss_fn(params, batch, None)[0]
+
+  def prompt_loss(prompt):
+    encoder = dict(params['encoder'], prompt=prompt)
+    return loss(dict(params, encoder=encoder))
+
+  forward = costs.forward_flops(config, B, T, U, P)['total']
+  assert _dot_flops(jax.make_jaxpr(loss)(params)) == forward
+  assert _dot_flops(jax.make_jaxpr(jax.grad(loss))(params)) == (
+      costs.step_flops(config, B, T, U, P, 'model_tuning'))
+  b, u, s = B, U, P + T
+  h, i = config.emb_dim, config.num_heads * config.head_dim
+  not_reaching_the_prompt = (b * u * 2 * 5 * h * i  # q, k, v, out; cross q
+                             + 2 * b * 2 * 2 * u * u * i  # self-attention
+                             + b * 2 * u * s * i)  # cross-attention, d/dq
+  assert _dot_flops(jax.make_jaxpr(jax.grad(prompt_loss))(
+      params['encoder']['prompt'])) == costs.step_flops(
+          config, B, T, U, P, 'prompt_tuning') - not_reaching_the_prompt
 
 
 def test_count_weight_gradient_dots():
@@ -218,7 +285,7 @@ def tiny_params():
 
 def test_frozen_dtype_halves_frozen_bytes(tiny_params):
   params = tiny_params
-  trainable, frozen = trainer.split_params(params, [trainer.PROMPT_REGEX])
+  trainable, frozen = trainer.split_params(params, [prompts.PROMPT_REGEX])
   half = trainer.cast_frozen(frozen, 'bfloat16')
   assert trainer.count_params(half)[1] * 2 == trainer.count_params(frozen)[1]
   assert all(x.dtype == jnp.bfloat16 for x in jax.tree_util.tree_leaves(half))
@@ -248,7 +315,7 @@ def test_bfloat16_frozen_weights_only_round_the_weights(fast_compiles,
   model = _tiny_model()
   batch = bench_utils.random_batch(np.random.default_rng(0), B, T, U,
                                    bench_utils.SIZES['tiny'].vocab_size)
-  trainable, frozen = trainer.split_params(tiny_params, [trainer.PROMPT_REGEX])
+  trainable, frozen = trainer.split_params(tiny_params, [prompts.PROMPT_REGEX])
   half = trainer.cast_frozen(frozen, 'bfloat16')
   rounded = jax.tree_util.tree_map(lambda x: x.astype(jnp.float32), half)
 
@@ -273,7 +340,7 @@ def test_remat_gives_the_same_loss_and_gradients(fast_compiles, tiny_params):
   batch = bench_utils.random_batch(np.random.default_rng(1), B, T, U,
                                    bench_utils.SIZES['tiny'].vocab_size)
   # The prompt's gradient flows back through every rematerialised layer.
-  trainable, frozen = trainer.split_params(params, [trainer.PROMPT_REGEX])
+  trainable, frozen = trainer.split_params(params, [prompts.PROMPT_REGEX])
   dropout = jax.random.PRNGKey(3)
 
   def loss_and_grads(model):
@@ -299,14 +366,15 @@ def test_trace_counter_counts_compilations():
   assert counter.count == 2
 
 
+@pytest.mark.slow
 def test_a_training_run_compiles_its_step_once(tmp_path, fast_compiles):
   """`trainer.train` (frozen weights in bfloat16 here) counts the step's
   compilations: one, at the first step."""
-  from prompt_tuning import checkpoints  # pylint: disable=g-import-not-at-top
-  from prompt_tuning import embedded  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.checkpoints import t5x  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.checkpoints import embedded  # pylint: disable=g-import-not-at-top
   from prompt_tuning.tasks import offline  # pylint: disable=g-import-not-at-top
   path = embedded.checkpoint_path()
-  config = t5.config_from_params(checkpoints.load_t5x(path), dropout_rate=0.0)
+  config = t5.config_from_params(t5x.load_t5x(path), dropout_rate=0.0)
   vocabulary = offline.vocabulary()
   model = models.EncoderDecoderModel(
       t5.Transformer(config, prompt_length=3), vocabulary, vocabulary)
@@ -337,28 +405,28 @@ def test_count_backend_compiles():
 
 def test_step_flops_formula():
   config = bench_utils.SIZES['anchor']
-  fwd = bench_costs.forward_flops(config, 8, 128, 8, 100)
+  fwd = costs.forward_flops(config, 8, 128, 8, 100)
   assert fwd['total'] == fwd['weight'] + fwd['attention']
-  prompt = bench_costs.step_flops(config, 8, 128, 8, 100, 'prompt_tuning')
-  model = bench_costs.step_flops(config, 8, 128, 8, 100, 'model_tuning')
+  prompt = costs.step_flops(config, 8, 128, 8, 100, 'prompt_tuning')
+  model = costs.step_flops(config, 8, 128, 8, 100, 'model_tuning')
   assert prompt == 2 * fwd['weight'] + 3 * fwd['attention']
   assert model == 3 * fwd['weight'] + 3 * fwd['attention']
   # About 4N against 6N per token: weight matmuls dominate at this size.
   assert 0.66 < prompt / model < 0.70
   # Linear in the batch.
-  assert bench_costs.step_flops(config, 16, 128, 8, 100,
+  assert costs.step_flops(config, 16, 128, 8, 100,
                                 'prompt_tuning') == 2 * prompt
   with pytest.raises(ValueError, match="unknown method 'lora'"):
-    bench_costs.step_flops(config, 8, 128, 8, 100, 'lora')
+    costs.step_flops(config, 8, 128, 8, 100, 'lora')
 
 
 def test_decode_flops():
   config = bench_utils.SIZES['anchor']
-  flops = bench_costs.decode_flops(config, 8, 228, 16)
+  flops = costs.decode_flops(config, 8, 228, 16)
   # B S Ld 2 (2 H I): the encoder positions' keys and values, every layer,
   # once per batch; a step's cost grows only through attention over them.
   assert flops['prefill'] == 8 * 228 * 4 * 2 * 2 * 256 * 256
-  longer = bench_costs.decode_flops(config, 8, 2 * 228, 16)
+  longer = costs.decode_flops(config, 8, 2 * 228, 16)
   assert longer['prefill'] == 2 * flops['prefill']
   assert longer['step'] - flops['step'] == 8 * 4 * 2 * 2 * 228 * 256
   assert flops['step'] < 0.2 * flops['prefill']
@@ -374,15 +442,15 @@ def test_decode_flops():
     ('cpu', 'float32', None),
 ])
 def test_peak_flops(kind, dtype, peak):
-  assert bench_costs.peak_flops(kind, dtype) == peak
+  assert costs.peak_flops(kind, dtype) == peak
 
 
 def test_mfu():
-  assert bench_costs.mfu(989.4e12, 2.0, 'NVIDIA H100 80GB HBM3',
+  assert costs.mfu(989.4e12, 2.0, 'NVIDIA H100 80GB HBM3',
                          'bfloat16') == pytest.approx(0.5)
-  assert bench_costs.mfu(989.4e12, 1.0, 'NVIDIA H100 80GB HBM3', 'bfloat16',
+  assert costs.mfu(989.4e12, 1.0, 'NVIDIA H100 80GB HBM3', 'bfloat16',
                          num_devices=4) == pytest.approx(0.25)
-  assert bench_costs.mfu(1e9, 1.0, 'cpu', 'float32') is None
+  assert costs.mfu(1e9, 1.0, 'cpu', 'float32') is None
 
 
 @pytest.mark.parametrize('shape, values', [
@@ -394,7 +462,7 @@ def test_mfu():
     ((7,), 7 + 2),
 ])
 def test_adafactor_state_values(shape, values):
-  assert bench_costs.adafactor_state_values(shape) == values
+  assert costs.adafactor_state_values(shape) == values
 
 
 def test_adafactor_state_bytes_match_optax():
@@ -403,7 +471,7 @@ def test_adafactor_state_bytes_match_optax():
   state = jax.eval_shape(trainer.adafactor().init, tree)
   measured = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
                  for x in jax.tree_util.tree_leaves(state))
-  assert bench_costs.adafactor_state_bytes(tree) == measured
+  assert costs.adafactor_state_bytes(tree) == measured
   assert isinstance(trainer.adafactor(), optax.GradientTransformation)
 
 

@@ -26,6 +26,7 @@ def test_fit_curve_needs_two_values():
     bench_scaling.fit_curve([3, 3], [1.0, 2.0])
 
 
+@pytest.mark.slow
 def test_a_sweep_gives_records_a_curve_and_a_png(tmp_path, fast_compiles):
   records, curves = bench_scaling.run_scaling(
       axes=['batch_size'], values={'batch_size': [1, 2]}, size='tiny',

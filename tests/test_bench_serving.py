@@ -24,6 +24,7 @@ def inference(fast_compiles):
                                      **_COMMON)
 
 
+@pytest.mark.slow
 def test_serving_cases(serving):
   by_case = {r['case']: r for r in serving}
   assert list(by_case) == ['ensemble_one_pass', 'one_prompt_n_x_batch',
@@ -42,12 +43,14 @@ def test_serving_cases(serving):
   assert by_case['ensemble_one_pass']['scored_rows_per_step'] == B * 3
 
 
+@pytest.mark.slow
 def test_ensemble_and_mixed_batches_score_as_their_alternatives(serving):
   by_case = {r['case']: r for r in serving}
   assert by_case['ensemble_one_pass']['same_scores_as_alternative'] is True
   assert by_case['mixed_task_batch']['same_scores_as_alternative'] is True
 
 
+@pytest.mark.slow
 def test_serving_table(serving):
   table = bench_serving.serving_table(serving)
   assert 'ensemble pass / one pass over a 3x batch' in table
@@ -55,6 +58,7 @@ def test_serving_table(serving):
   assert '2 per-task batches / one mixed-task batch' in table
 
 
+@pytest.mark.slow
 def test_inference_cases(inference):
   by_case = {r['case']: r for r in inference}
   assert {'greedy_decode', 'rank_classification',

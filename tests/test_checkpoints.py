@@ -1,4 +1,4 @@
-"""Tests for prompt_tuning.checkpoints."""
+"""Tests for prompt_tuning.checkpoints (t5x, prompt files) and interop.hf."""
 import json
 import os
 import pathlib
@@ -13,7 +13,11 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from prompt_tuning import checkpoints
+from prompt_tuning.checkpoints import prompt_files
+from prompt_tuning.checkpoints import t5x
+from prompt_tuning.interop import hf
+from prompt_tuning.model import prompts
+from prompt_tuning.utils import files
 
 REFERENCE_CHECKPOINT = 't5x_t5_1_1_tiny/checkpoint_3'
 REFERENCE_EMBEDDING = 't5x_t5_1_1_tiny/token_embedder_embedding.npy'
@@ -114,7 +118,7 @@ def reference_checkpoint(reference_path):
 def tiny_checkpoint(tmp_path):
   params = random_tree(t5_shapes(**TINY_SIZES))
   path = tmp_path / 'checkpoint_7'
-  checkpoints.save_t5x(params, path, step=7)
+  t5x.save_t5x(params, path, step=7)
   return path, params
 
 
@@ -125,9 +129,9 @@ def tiny_checkpoint(tmp_path):
 
 def test_reference_checkpoint_names_shapes_and_embedding(
     reference_checkpoint, reference_path):
-  params = checkpoints.load_t5x(reference_checkpoint)
+  params = t5x.load_t5x(reference_checkpoint)
   expected = shape_tree(t5_shapes(**REFERENCE_SIZES))
-  checkpoints.check_tree(params, expected, source=str(reference_checkpoint))
+  t5x.check_tree(params, expected, source=str(reference_checkpoint))
   assert sorted(flatten(params)) == sorted(flatten(expected))
   assert all(x.dtype == np.float32 for x in flatten(params).values())
   embedding = np.load(reference_path(REFERENCE_EMBEDDING))
@@ -139,23 +143,23 @@ def test_reference_single_array_and_msgpack_file_path(reference_checkpoint,
                                                       reference_path):
   embedding = np.load(reference_path(REFERENCE_EMBEDDING))
   np.testing.assert_array_equal(
-      checkpoints.load_t5x_array(reference_checkpoint,
+      t5x.load_t5x_array(reference_checkpoint,
                                  'token_embedder/embedding'), embedding)
   np.testing.assert_array_equal(
-      checkpoints.load_embedding(reference_checkpoint), embedding)
+      prompt_files.load_embedding(reference_checkpoint), embedding)
   np.testing.assert_array_equal(
-      checkpoints.load_embedding(reference_path(REFERENCE_EMBEDDING)),
+      prompt_files.load_embedding(reference_path(REFERENCE_EMBEDDING)),
       embedding)
   # The msgpack file itself is accepted in place of its directory.
-  from_file = checkpoints.load_t5x(reference_checkpoint / 'checkpoint')
-  assert_trees_equal(from_file, checkpoints.load_t5x(reference_checkpoint))
+  from_file = t5x.load_t5x(reference_checkpoint / 'checkpoint')
+  assert_trees_equal(from_file, t5x.load_t5x(reference_checkpoint))
 
 
 def test_reference_round_trip_keeps_t5x_inline_rule(reference_checkpoint,
                                                     tmp_path):
-  params = checkpoints.load_t5x(reference_checkpoint)
-  checkpoints.save_t5x(params, tmp_path / 'ckpt', step=3)
-  assert_trees_equal(checkpoints.load_t5x(tmp_path / 'ckpt'), params)
+  params = t5x.load_t5x(reference_checkpoint)
+  t5x.save_t5x(params, tmp_path / 'ckpt', step=3)
+  assert_trees_equal(t5x.load_t5x(tmp_path / 'ckpt'), params)
 
   def layout(path):
     raw = (pathlib.Path(path) / 'checkpoint').read_bytes()
@@ -179,8 +183,8 @@ def test_save_load_bit_identical_with_dtypes(tmp_path):
       15, dtype=np.float32).reshape(5, 3).astype(ml_dtypes.bfloat16)}}
   params['extra'] = {'bias': np.array([1.5, -2.25], np.float64),
                      'count': np.arange(6, dtype=np.int32).reshape(2, 3)}
-  checkpoints.save_t5x(params, tmp_path / 'c', step=12)
-  assert_trees_equal(checkpoints.load_t5x(tmp_path / 'c'), params)
+  t5x.save_t5x(params, tmp_path / 'c', step=12)
+  assert_trees_equal(t5x.load_t5x(tmp_path / 'c'), params)
 
 
 def test_saved_msgpack_and_zarr_layout(tiny_checkpoint):
@@ -215,7 +219,7 @@ def test_saved_msgpack_and_zarr_layout(tiny_checkpoint):
 
 
 def test_chunk_shape_divides_and_respects_limit():
-  chunk_shape = checkpoints._chunk_shape  # pylint: disable=protected-access
+  chunk_shape = t5x._chunk_shape  # pylint: disable=protected-access
   chunk = chunk_shape([32128, 4096], 4)
   assert 32128 % chunk[0] == 0 and 4096 % chunk[1] == 0
   assert chunk[0] * chunk[1] * 4 <= 64 * 2**20
@@ -225,10 +229,10 @@ def test_chunk_shape_divides_and_respects_limit():
 def test_save_existing_path_needs_overwrite(tiny_checkpoint):
   path, params = tiny_checkpoint
   with pytest.raises(FileExistsError, match=str(path)):
-    checkpoints.save_t5x(params, path)
+    t5x.save_t5x(params, path)
   changed = jax.tree_util.tree_map(lambda x: x + 1, params)
-  checkpoints.save_t5x(changed, path, overwrite=True)
-  assert_trees_equal(checkpoints.load_t5x(path), changed)
+  t5x.save_t5x(changed, path, overwrite=True)
+  assert_trees_equal(t5x.load_t5x(path), changed)
   assert sorted(os.listdir(path.parent)) == ['checkpoint_7']
 
 
@@ -236,9 +240,9 @@ def test_save_existing_path_needs_overwrite(tiny_checkpoint):
 def test_failed_save_leaves_nothing(tmp_path, monkeypatch, fail_at):
   params = random_tree(t5_shapes(**TINY_SIZES))
   if fail_at == 'msgpack':
-    target, name = checkpoints, '_write_msgpack'
+    target, name = t5x, '_write_msgpack'
   else:  # Fails while two arrays are already being created.
-    target, name = checkpoints.ts, 'open'
+    target, name = t5x.ts, 'open'
   original = getattr(target, name)
   calls = []
 
@@ -250,7 +254,7 @@ def test_failed_save_leaves_nothing(tmp_path, monkeypatch, fail_at):
 
   monkeypatch.setattr(target, name, fail_late)
   with pytest.raises(RuntimeError, match='disk full'):
-    checkpoints.save_t5x(params, tmp_path / 'checkpoint_1')
+    t5x.save_t5x(params, tmp_path / 'checkpoint_1')
   assert os.listdir(tmp_path) == []
 
 
@@ -260,11 +264,11 @@ def test_failed_overwrite_keeps_old_checkpoint(tiny_checkpoint, monkeypatch):
   def fail(*unused_args):
     raise RuntimeError('disk full')
 
-  monkeypatch.setattr(checkpoints, '_write_msgpack', fail)
+  monkeypatch.setattr(t5x, '_write_msgpack', fail)
   with pytest.raises(RuntimeError):
-    checkpoints.save_t5x(jax.tree_util.tree_map(lambda x: x * 0, params), path,
+    t5x.save_t5x(jax.tree_util.tree_map(lambda x: x * 0, params), path,
                          overwrite=True)
-  assert_trees_equal(checkpoints.load_t5x(path), params)
+  assert_trees_equal(t5x.load_t5x(path), params)
   assert sorted(os.listdir(path.parent)) == ['checkpoint_7']
 
 
@@ -278,11 +282,11 @@ def test_like_with_prompt_kept_by_assignment_map(reference_checkpoint):
   like = shape_tree(shapes)
   prompt = np.full((5, 4), 0.5, np.float32)
   like['encoder']['prompt'] = {'prompt': {'prompt': prompt}}
-  loaded = checkpoints.load_t5x(reference_checkpoint, like=like,
+  loaded = t5x.load_t5x(reference_checkpoint, like=like,
                                 assignment_map=[(r'.*prompt.*', None)])
   np.testing.assert_array_equal(loaded['encoder']['prompt']['prompt']['prompt'],
                                 prompt)
-  full = checkpoints.load_t5x(reference_checkpoint)
+  full = t5x.load_t5x(reference_checkpoint)
   del loaded['encoder']['prompt']
   assert_trees_equal(loaded, full)
 
@@ -291,12 +295,12 @@ def test_assignment_map_renames_with_groups_first_rule_wins(tmp_path):
   rng = np.random.default_rng(1)
   stored = {'old': {f'layers_{i}': {'k': rng.standard_normal((3, 2)).astype(
       np.float32)} for i in range(2)}}
-  checkpoints.save_t5x(stored, tmp_path / 'c')
+  t5x.save_t5x(stored, tmp_path / 'c')
   like = {'new': {f'block_{i}': {'k': jax.ShapeDtypeStruct((3, 2), np.float32)}
                   for i in range(2)}}
   rules = [(r'new/block_1/k', r'old/layers_0/k'),  # First match wins.
            (r'new/block_(\d+)/(\w+)', r'old/layers_\1/\2')]
-  loaded = checkpoints.load_t5x(tmp_path / 'c', like=like, assignment_map=rules)
+  loaded = t5x.load_t5x(tmp_path / 'c', like=like, assignment_map=rules)
   np.testing.assert_array_equal(loaded['new']['block_0']['k'],
                                 stored['old']['layers_0']['k'])
   np.testing.assert_array_equal(loaded['new']['block_1']['k'],
@@ -310,10 +314,10 @@ def test_fallback_to_scratch_and_missing_parameter(tiny_checkpoint):
   init = np.ones((4, 6), np.float32)
   like['encoder']['adapter'] = {'kernel': init}
   with pytest.raises(ValueError) as e:
-    checkpoints.load_t5x(path, like=like)
+    t5x.load_t5x(path, like=like)
   assert str(path) in str(e.value) and 'encoder/adapter/kernel' in str(e.value)
 
-  loaded = checkpoints.load_t5x(path, like=like, fallback_to_scratch=True)
+  loaded = t5x.load_t5x(path, like=like, fallback_to_scratch=True)
   np.testing.assert_array_equal(loaded['encoder']['adapter']['kernel'], init)
   del loaded['encoder']['adapter']
   assert_trees_equal(loaded, params)
@@ -321,14 +325,14 @@ def test_fallback_to_scratch_and_missing_parameter(tiny_checkpoint):
   like['encoder']['adapter']['kernel'] = jax.ShapeDtypeStruct((4, 6),
                                                               np.float32)
   with pytest.raises(ValueError, match='encoder/adapter/kernel.*ShapeDtype'):
-    checkpoints.load_t5x(path, like=like, fallback_to_scratch=True)
+    t5x.load_t5x(path, like=like, fallback_to_scratch=True)
 
 
 def test_like_casts_and_keeps_structure(tiny_checkpoint):
   path, params = tiny_checkpoint
   like = jax.tree_util.tree_map(
       lambda x: jax.ShapeDtypeStruct(x.shape, ml_dtypes.bfloat16), params)
-  loaded = checkpoints.load_t5x(path, like=like)
+  loaded = t5x.load_t5x(path, like=like)
   assert (jax.tree_util.tree_structure(loaded) ==
           jax.tree_util.tree_structure(like))
   assert all(x.dtype == ml_dtypes.bfloat16 for x in flatten(loaded).values())
@@ -341,7 +345,7 @@ def test_like_shape_mismatch_names_path_and_both_shapes(tiny_checkpoint):
   like['encoder']['layers_1']['mlp']['wo']['kernel'] = jax.ShapeDtypeStruct(
       (8, 6), np.float32)
   with pytest.raises(ValueError) as e:
-    checkpoints.load_t5x(path, like=like)
+    t5x.load_t5x(path, like=like)
   message = str(e.value)
   for part in (str(path), 'encoder/layers_1/mlp/wo/kernel', '(7, 6)', '(8, 6)'):
     assert part in message
@@ -358,10 +362,10 @@ def test_like_shape_mismatch_names_path_and_both_shapes(tiny_checkpoint):
 def test_check_tree_names_first_mismatch(edit, words):
   expected = shape_tree(t5_shapes(**TINY_SIZES))
   params = random_tree(t5_shapes(**TINY_SIZES))
-  checkpoints.check_tree(params, expected, source='gs://b/ckpt')
+  t5x.check_tree(params, expected, source='gs://b/ckpt')
   edit(params)
   with pytest.raises(ValueError) as e:
-    checkpoints.check_tree(params, expected, source='gs://b/ckpt')
+    t5x.check_tree(params, expected, source='gs://b/ckpt')
   for word in ['gs://b/ckpt'] + words:
     assert word in str(e.value)
 
@@ -375,46 +379,47 @@ def test_prompt_in_t5x_checkpoint(tiny_checkpoint, tmp_path):
   _, params = tiny_checkpoint
   prompt = np.random.default_rng(2).standard_normal((5, 6)).astype(np.float32)
   params['encoder']['prompt'] = {'prompt': {'prompt': prompt}}
-  checkpoints.save_t5x(params, tmp_path / 'with_prompt')
+  t5x.save_t5x(params, tmp_path / 'with_prompt')
   assert (tmp_path / 'with_prompt' /
           'target.encoder.prompt.prompt.prompt' / '.zarray').exists()
   np.testing.assert_array_equal(
-      checkpoints.prompt_from_t5x(tmp_path / 'with_prompt'), prompt)
+      prompt_files.prompt_from_t5x(tmp_path / 'with_prompt',
+                                   prompts.PROMPT_PATH), prompt)
 
 
 def test_prompt_npy_round_trip_and_shape_check(tmp_path):
   prompt = np.random.default_rng(3).standard_normal((5, 6)).astype(np.float32)
   path = tmp_path / 'prompt_step100'  # No '.npy' suffix is added.
-  checkpoints.save_prompt(prompt, path)
+  prompt_files.save_prompt(prompt, path)
   assert os.listdir(tmp_path) == ['prompt_step100']
-  np.testing.assert_array_equal(checkpoints.load_prompt(path, (5, 6)), prompt)
+  np.testing.assert_array_equal(prompt_files.load_prompt(path, (5, 6)), prompt)
   with pytest.raises(ValueError) as e:
-    checkpoints.load_prompt(path, expected_shape=(100, 6))
+    prompt_files.load_prompt(path, expected_shape=(100, 6))
   for part in (str(path), '(5, 6)', '(100, 6)'):
     assert part in str(e.value)
   with pytest.raises(FileNotFoundError, match='missing.npy'):
-    checkpoints.load_prompt(tmp_path / 'missing.npy')
+    prompt_files.load_prompt(tmp_path / 'missing.npy')
 
 
 def test_failed_prompt_save_leaves_nothing(tmp_path, monkeypatch):
   def fail(*unused_args):
     raise OSError('disk full')
 
-  monkeypatch.setattr(checkpoints.os, 'replace', fail)
+  monkeypatch.setattr(files.os, 'replace', fail)
   with pytest.raises(OSError):
-    checkpoints.save_prompt(np.zeros((2, 3)), tmp_path / 'p.npy')
+    prompt_files.save_prompt(np.zeros((2, 3)), tmp_path / 'p.npy')
   assert os.listdir(tmp_path) == []
 
 
 def test_load_embedding_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match='nope.npy'):
-    checkpoints.load_embedding(tmp_path / 'nope.npy')
+    prompt_files.load_embedding(tmp_path / 'nope.npy')
   (tmp_path / 'vocab.txt').write_text('not an array')
   with pytest.raises(ValueError, match='vocab.txt'):
-    checkpoints.load_embedding(tmp_path / 'vocab.txt')
+    prompt_files.load_embedding(tmp_path / 'vocab.txt')
   np.save(tmp_path / 'flat.npy', np.zeros(4))
   with pytest.raises(ValueError, match=r'flat.npy.*\(4,\)'):
-    checkpoints.load_embedding(tmp_path / 'flat.npy')
+    prompt_files.load_embedding(tmp_path / 'flat.npy')
 
 
 # ---------------------------------------------------------------------------
@@ -424,10 +429,10 @@ def test_load_embedding_errors(tmp_path):
 
 def test_missing_checkpoint_dir_and_file(tmp_path):
   with pytest.raises(FileNotFoundError, match=str(tmp_path / 'checkpoint_9')):
-    checkpoints.load_t5x(tmp_path / 'checkpoint_9')
+    t5x.load_t5x(tmp_path / 'checkpoint_9')
   (tmp_path / 'checkpoint_9').mkdir()
   with pytest.raises(FileNotFoundError) as e:
-    checkpoints.load_t5x(tmp_path)
+    t5x.load_t5x(tmp_path)
   assert str(tmp_path) in str(e.value) and 'checkpoint_9' in str(e.value)
 
 
@@ -437,32 +442,32 @@ def test_truncated_msgpack(reference_checkpoint, tmp_path):
   raw = msgpack_file.read_bytes()
   msgpack_file.write_bytes(raw[:len(raw) // 2])
   with pytest.raises(ValueError, match=f'{msgpack_file}.*truncated'):
-    checkpoints.load_t5x(path)
+    t5x.load_t5x(path)
   msgpack_file.write_bytes(b'\x93garbage')
   with pytest.raises(ValueError, match=str(msgpack_file)):
-    checkpoints.load_t5x(path)
+    t5x.load_t5x(path)
 
 
 def test_missing_zarr_directory_or_chunk(reference_checkpoint, tmp_path):
   path = writable_copy(reference_checkpoint, tmp_path / 'checkpoint_3')
   shutil.rmtree(path / 'target.encoder.layers_0.mlp.wi_0.kernel')
   with pytest.raises(FileNotFoundError) as e:
-    checkpoints.load_t5x(path)
+    t5x.load_t5x(path)
   assert str(path) in str(e.value)
   assert 'encoder/layers_0/mlp/wi_0/kernel' in str(e.value)
   # Other parameters can still be read one by one.
-  assert checkpoints.load_t5x_array(path, 'token_embedder/embedding').shape == (
+  assert t5x.load_t5x_array(path, 'token_embedder/embedding').shape == (
       32128, 4)
   # A missing chunk is an error, not silently zeros.
   os.remove(path / 'target.token_embedder.embedding' / '1.0')
   with pytest.raises(FileNotFoundError, match='token_embedder/embedding'):
-    checkpoints.load_t5x_array(path, 'token_embedder/embedding')
+    t5x.load_t5x_array(path, 'token_embedder/embedding')
 
 
 def test_unknown_array_name(tiny_checkpoint):
   path, _ = tiny_checkpoint
   with pytest.raises(ValueError) as e:
-    checkpoints.load_t5x_array(path, 'token_embedder/embeding')
+    t5x.load_t5x_array(path, 'token_embedder/embeding')
   assert str(path) in str(e.value)
   assert "'token_embedder/embedding'" in str(e.value)  # Suggested.
 
@@ -496,7 +501,7 @@ _METADATA = {'chunks': [4, 8], 'compressor': {'id': 'gzip', 'level': 1},
 def test_resolve_tensorstore_spec(stored, checkpoint_dir, kvstore):
   stored = dict(stored, metadata=_METADATA)
   before = json.dumps(stored, sort_keys=True)
-  resolved = checkpoints.resolve_tensorstore_spec(stored, checkpoint_dir)
+  resolved = t5x.resolve_tensorstore_spec(stored, checkpoint_dir)
   assert resolved == {'driver': 'zarr', 'kvstore': kvstore,
                       'metadata': _METADATA}
   assert json.dumps(stored, sort_keys=True) == before  # Not modified.
@@ -504,7 +509,7 @@ def test_resolve_tensorstore_spec(stored, checkpoint_dir, kvstore):
 
 def test_resolve_tensorstore_spec_rejects_unknown_driver():
   with pytest.raises(ValueError, match='s3'):
-    checkpoints.resolve_tensorstore_spec(
+    t5x.resolve_tensorstore_spec(
         {'driver': 'zarr', 'kvstore': {'driver': 's3', 'path': 'x'}}, '/c')
 
 
@@ -516,7 +521,7 @@ def test_resolve_tensorstore_spec_rejects_unknown_driver():
 def test_hf_safetensors_round_trip_and_transposes(tmp_path):
   params = random_tree(t5_shapes(**TINY_SIZES))
   path = tmp_path / 'model.safetensors'
-  checkpoints.save_hf_safetensors(params, path)
+  hf.save_hf_safetensors(params, path)
   tensors = safetensors.numpy.load_file(path)
   query = params['encoder']['layers_1']['attention']['query']['kernel']
   hf_query = tensors['encoder.block.1.layer.0.SelfAttention.q.weight']
@@ -533,57 +538,62 @@ def test_hf_safetensors_round_trip_and_transposes(tmp_path):
                'decoder.embed_tokens.weight'):
     np.testing.assert_array_equal(tensors[name],
                                   params['token_embedder']['embedding'])
-  assert_trees_equal(checkpoints.load_hf_safetensors(path), params)
+  assert_trees_equal(hf.load_hf_safetensors(path), params)
 
 
 def test_hf_safetensors_key_handling(tmp_path):
   params = random_tree(t5_shapes(**TINY_SIZES))
   path = tmp_path / 'model.safetensors'
-  checkpoints.save_hf_safetensors(params, path)
+  hf.save_hf_safetensors(params, path)
   tensors = safetensors.numpy.load_file(path)
 
   with pytest.raises(ValueError, match='num_layers=2'):
-    checkpoints.load_hf_safetensors(path, num_layers=2)  # Decoder has 1.
+    hf.load_hf_safetensors(path, num_layers=2)  # Decoder has 1.
 
   # Only an embed_tokens copy, no shared.weight: accepted.
   only_alias = dict(tensors)
   del only_alias['shared.weight'], only_alias['decoder.embed_tokens.weight']
   safetensors.numpy.save_file(only_alias, tmp_path / 'alias.safetensors')
   assert_trees_equal(
-      checkpoints.load_hf_safetensors(tmp_path / 'alias.safetensors'), params)
+      hf.load_hf_safetensors(tmp_path / 'alias.safetensors'), params)
 
   different = dict(tensors)
   different['decoder.embed_tokens.weight'] = tensors['shared.weight'] + 1
   safetensors.numpy.save_file(different, tmp_path / 'diff.safetensors')
   with pytest.raises(ValueError, match='decoder.embed_tokens.weight'):
-    checkpoints.load_hf_safetensors(tmp_path / 'diff.safetensors')
+    hf.load_hf_safetensors(tmp_path / 'diff.safetensors')
 
   unknown = dict(tensors, **{'encoder.block.0.layer.0.adapter.weight':
                              np.zeros(2, np.float32)})
   safetensors.numpy.save_file(unknown, tmp_path / 'unknown.safetensors')
   with pytest.raises(ValueError) as e:
-    checkpoints.load_hf_safetensors(tmp_path / 'unknown.safetensors')
+    hf.load_hf_safetensors(tmp_path / 'unknown.safetensors')
   assert 'unknown.safetensors' in str(e.value)
   assert 'encoder.block.0.layer.0.adapter.weight' in str(e.value)
 
   params['encoder']['prompt'] = {'prompt': {'prompt': np.zeros((2, 6))}}
   with pytest.raises(ValueError, match='encoder/prompt/prompt/prompt'):
-    checkpoints.save_hf_safetensors(params, tmp_path / 'p.safetensors')
+    hf.save_hf_safetensors(params, tmp_path / 'p.safetensors')
   assert not (tmp_path / 'p.safetensors').exists()
 
 
 def test_hf_tied_variant_has_no_logits_dense(tmp_path):
   params = random_tree(t5_shapes(**TINY_SIZES, untied=False))
-  checkpoints.save_hf_safetensors(params, tmp_path / 'm.safetensors')
+  hf.save_hf_safetensors(params, tmp_path / 'm.safetensors')
   assert 'lm_head.weight' not in safetensors.numpy.load_file(
       tmp_path / 'm.safetensors')
-  loaded = checkpoints.load_hf_safetensors(tmp_path / 'm.safetensors')
+  loaded = hf.load_hf_safetensors(tmp_path / 'm.safetensors')
   assert 'logits_dense' not in loaded['decoder']
   assert_trees_equal(loaded, params)
 
 
 def test_load_from_relative_path(reference_path, monkeypatch):
-  checkpoint = reference_path('t5x_t5_1_1_tiny/checkpoint_3')
+  checkpoint = reference_path(REFERENCE_CHECKPOINT)
+  embedding = np.load(reference_path(REFERENCE_EMBEDDING))
   monkeypatch.chdir(checkpoint.parent.parent)
-  params = checkpoints.load_t5x('t5x_t5_1_1_tiny/checkpoint_3')
+  params = t5x.load_t5x(REFERENCE_CHECKPOINT)
   assert params['token_embedder']['embedding'].shape == (32128, 4)
+  np.testing.assert_array_equal(params['token_embedder']['embedding'],
+                                embedding)
+  # Every array, not only the embedding: the same as by the absolute path.
+  assert_trees_equal(params, t5x.load_t5x(checkpoint.resolve()))

@@ -7,14 +7,22 @@ import safetensors.numpy
 
 from prompt_tuning import compare_methods
 from prompt_tuning import method_export
+from prompt_tuning.cli import gin_utils
 
 
 # XLA's optimisations off: see conftest.fast_compiles.
 pytestmark = pytest.mark.usefixtures('fast_compiles')
 
 
+def _main(command, args):
+  """Runs a command's main on its own flag registry, as `python -m` would."""
+  argv, flag_values = gin_utils.parse_args(command.define_flags, args)
+  return command.main(argv, flag_values)
+
+
+@pytest.mark.slow
 def test_comparison_trains_evaluates_exports_and_measures(tmp_path, capsys):
-  assert compare_methods.main([
+  assert _main(compare_methods, [
       f'--output_dir={tmp_path}', '--methods=ia3', '--train_steps=2',
       '--gin.BATCH_SIZE=4', '--gin.trainer.train.eval_num_examples=8',
       "--gin.EVAL_MODE='rank'"]) == 0
@@ -36,7 +44,7 @@ def test_comparison_trains_evaluates_exports_and_measures(tmp_path, capsys):
   assert row['export_bytes'] == export.stat().st_size
   assert '| ia3 |' in table
   # The export command, given the run's gin files, writes the same export.
-  assert method_export.main([
+  assert _main(method_export, [
       '--gin_file=corpus/prompt_tune.gin', '--gin_file=methods/ia3.gin',
       f"--gin.MODEL_DIR='{tmp_path / 'ia3'}'", '--gin.BATCH_SIZE=4',
       f'--output_dir={tmp_path / "again"}']) == 0
@@ -51,11 +59,11 @@ def test_comparison_trains_evaluates_exports_and_measures(tmp_path, capsys):
 
 def test_comparison_rejects_unknown_methods_and_existing_runs(tmp_path,
                                                               capsys):
-  assert compare_methods.main([f'--output_dir={tmp_path}',
-                               '--methods=lora,adapters']) == 2
+  assert _main(compare_methods, [f'--output_dir={tmp_path}',
+                                 '--methods=lora,adapters']) == 2
   error = capsys.readouterr().err
   assert "unknown method 'adapters'; known methods: prompt_tuning" in error
   (tmp_path / 'lora').mkdir()
-  assert compare_methods.main([f'--output_dir={tmp_path}',
-                               '--methods=lora']) == 2
+  assert _main(compare_methods, [f'--output_dir={tmp_path}',
+                                 '--methods=lora']) == 2
   assert 'pass --overwrite' in capsys.readouterr().err

@@ -219,10 +219,10 @@ def test_pretraining_never_presents_downstream_pairs(span_examples,
     ('corpus/prompt_tune.gin', ["--gin.INITIAL_CHECKPOINT_PATH='/ckpt/checkpoint_1'"]),
 ])
 def test_corpus_pretraining_configs_pass_the_dry_run(gin_file, bindings):
-  from prompt_tuning import dry_run  # pylint: disable=g-import-not-at-top
-  config = dry_run.config_from_args(
+  from prompt_tuning.cli import config_check  # pylint: disable=g-import-not-at-top
+  config = config_check.config_from_args(
       [f'--gin_file={gin_file}', "--gin.MODEL_DIR='/tmp/corpus_dry_run'",
        '--num_devices=1', *bindings])
-  estimates, failures = dry_run.run_configs([config])
+  estimates, failures = config_check.run_configs([config])
   assert not failures, failures
   assert estimates[0].total_bytes > 0

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import seqio
 
-from prompt_tuning import checkpoints
-from prompt_tuning import embedded
+from prompt_tuning.checkpoints import embedded
+from prompt_tuning.checkpoints import t5x
 from prompt_tuning.cli import gin_utils
+from prompt_tuning.experiments import pretraining
 from prompt_tuning.model import models
 from prompt_tuning.model import t5
 from prompt_tuning.tasks import corpus
@@ -33,8 +34,8 @@ def _size_config(size):
 def test_every_corpus_checkpoint_matches_its_size_config(size, kind):
   path = embedded.corpus_checkpoint_path(size, kind)
   step = int(pathlib.Path(path).name.split('_')[1])
-  assert step == embedded.STAGE_STEPS[kind]
-  params = checkpoints.load_t5x(path)
+  assert step == pretraining.STAGE_STEPS[kind]
+  params = t5x.load_t5x(path)
   config = t5.config_from_params(params)
   expected = _size_config(size)
   for field in ('vocab_size', 'emb_dim', 'num_heads', 'head_dim', 'mlp_dim',
@@ -60,7 +61,7 @@ def test_unknown_size_or_kind_names_the_choices(kwargs, message):
 
 
 def _loss_per_token(path, task, lengths, num_examples=32):
-  params = checkpoints.load_t5x(path)
+  params = t5x.load_t5x(path)
   vocabulary = corpus.vocabulary()
   model = models.EncoderDecoderModel(
       t5.Transformer(t5.config_from_params(params, dropout_rate=0.0)),
@@ -73,6 +74,7 @@ def _loss_per_token(path, task, lengths, num_examples=32):
   return float(loss) / float(extras['num_tokens'])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('task, better, worse, margin', [
     # Span corruption taught the span-corruption objective ...
     (corpus_tasks.SPAN_CORRUPTION_TASK, 'span_corruption', None, 1.0),

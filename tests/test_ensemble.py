@@ -15,19 +15,23 @@ import jax
 import numpy as np
 import pytest
 
-from prompt_tuning import checkpoints
-from prompt_tuning import embedded
-from prompt_tuning import ensemble
-from prompt_tuning.training import evaluation
+from prompt_tuning.benchmarks import ensembles as ensemble_benchmarks
+from prompt_tuning.checkpoints import embedded
+from prompt_tuning.checkpoints import prompt_files
+from prompt_tuning.checkpoints import t5x
 from prompt_tuning.cli import gin_utils
-from prompt_tuning.serving import inference
+from prompt_tuning.experiments import report_tables
+from prompt_tuning.experiments import runs
 from prompt_tuning.model import models
 from prompt_tuning.model import prompts
-from prompt_tuning import report
 from prompt_tuning.model import t5
-from prompt_tuning.training import trainer
+from prompt_tuning.serving import ensemble
+from prompt_tuning.serving import inference
 from prompt_tuning.tasks import offline
 from prompt_tuning.tasks import utils as task_utils
+from prompt_tuning.training import evaluation
+from prompt_tuning.training import predict
+from prompt_tuning.training import trainer
 
 TOPIC = 'taskless_offline_topic'
 SENTIMENT = 'taskless_offline_sentiment'
@@ -53,7 +57,7 @@ def _frozen_model(params):
 def frozen():
   """(checkpoint path, parameters, the frozen model without a prompt)."""
   path = embedded.checkpoint_path()
-  params = checkpoints.load_t5x(path)
+  params = t5x.load_t5x(path)
   return path, params, _frozen_model(params)
 
 
@@ -83,7 +87,7 @@ def tuned(tmp_path_factory, frozen):
     for _ in range(TRAIN_STEPS):
       trainable, state = step(trainable, state, next(batches))
     path = directory / f'{task}_seed{seed}.npy'
-    checkpoints.save_prompt(trainable['encoder']['prompt']['prompt']['prompt'],
+    prompt_files.save_prompt(trainable['encoder']['prompt']['prompt']['prompt'],
                             path)
     files[task, seed] = str(path)
   return files
@@ -112,6 +116,7 @@ def ensembled(tmp_path_factory, frozen, tuned):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ensemble_scores_at_least_the_mean_of_its_members(ensembled):
   result, _ = ensembled
   assert result.num_prompts == 3 and result.num_examples == NUM_EXAMPLES
@@ -122,6 +127,7 @@ def test_ensemble_scores_at_least_the_mean_of_its_members(ensembled):
       accuracies, result.ensemble_metrics)
 
 
+@pytest.mark.slow
 def test_one_ensembled_pass_equals_separate_evaluations(ensembled, frozen,
                                                         tuned):
   result, _ = ensembled
@@ -130,7 +136,7 @@ def test_one_ensembled_pass_equals_separate_evaluations(ensembled, frozen,
   task = task_utils.get_mixture_or_task(TOPIC)
   _, dataset = inference.task_examples(task, 'validation', LENGTHS,
                                        NUM_EXAMPLES)
-  predict_fn = evaluation.make_predict_fn(model, batch_size=BATCH)
+  predict_fn = predict.make_predict_fn(model, batch_size=BATCH)
   with evaluation.Evaluator(model, TOPIC, feature_lengths=LENGTHS,
                             batch_size=BATCH,
                             num_examples=NUM_EXAMPLES) as evaluator:
@@ -143,6 +149,7 @@ def test_one_ensembled_pass_equals_separate_evaluations(ensembled, frozen,
       assert metrics == result.prompt_metrics[i]
 
 
+@pytest.mark.slow
 def test_rank_mode_ensemble_equals_rank_classification_alone(frozen, tuned):
   _, params, model = frozen
   bank = inference.load_prompt_bank(_topic_files(tuned))
@@ -152,7 +159,7 @@ def test_rank_mode_ensemble_equals_rank_classification_alone(frozen, tuned):
       model, params, bank, task, feature_lengths=LENGTHS, batch_size=BATCH,
       mode='rank', label_strings=labels, num_examples=BATCH)
   _, dataset = inference.task_examples(task, 'validation', LENGTHS, BATCH)
-  rank_fn = evaluation.rank_classification_predict_fn(model, labels,
+  rank_fn = predict.rank_classification_predict_fn(model, labels,
                                                       batch_size=BATCH)
   for i in range(3):
     alone = rank_fn(dataset, params, prompt=bank[i])
@@ -160,6 +167,7 @@ def test_rank_mode_ensemble_equals_rank_classification_alone(frozen, tuned):
   assert all(set(p) <= set(range(len(labels))) for p in result.predictions)
 
 
+@pytest.mark.slow
 def test_report_has_table3_rows_and_files(ensembled, tuned):
   result, output_dir = ensembled
   report = (output_dir / ensemble.REPORT_MD).read_text()
@@ -188,16 +196,17 @@ def test_report_has_table3_rows_and_files(ensembled, tuned):
       summary['ensemble']['accuracy'])
 
 
+@pytest.mark.slow
 def test_report_command_reads_the_ensemble_json(ensembled, tuned):
   result, output_dir = ensembled
-  read = report.read_ensemble_report(str(output_dir / ensemble.REPORT_JSON))
+  read = runs.read_ensemble_report(str(output_dir / ensemble.REPORT_JSON))
   assert [name for name, _ in read.prompts] == _topic_files(tuned)
   assert [m[TOPIC] for _, m in read.prompts] == result.prompt_metrics
   assert read.average == {TOPIC: result.average_metrics()}
   assert read.best == {
       TOPIC: result.prompt_metrics[result.best_prompt()]}
   assert read.ensemble == {TOPIC: result.ensemble_metrics}
-  assert f'| {TOPIC} | accuracy | 3 |' in report.ensemble_table(read)
+  assert f'| {TOPIC} | accuracy | 3 |' in report_tables.ensemble_table(read)
 
 
 @pytest.mark.parametrize('predictions, winner, first', [
@@ -239,21 +248,23 @@ def test_prompt_bank_errors_name_the_file(tmp_path):
     inference.load_prompt_bank([tmp_path / 'missing.npy'])
 
 
+@pytest.mark.slow
 def test_benchmark_times_both_ways_on_the_same_batches(frozen, tuned):
   _, params, model = frozen
   bank = inference.load_prompt_bank(_topic_files(tuned))
   rng = np.random.RandomState(0)
   batch = {'encoder_input_tokens': rng.randint(3, 800, (4, 16)),
            'decoder_input_tokens': np.zeros((4, 4), np.int32)}
-  result = ensemble.time_passes(model, params, bank, [batch], repeats=2)
+  result = ensemble_benchmarks.time_passes(model, params, bank, [batch], repeats=2)
   assert result['num_prompts'] == 3 and result['batch_size'] == 4
   assert len(result['ensembled_all']) == len(result['separate_all']) == 2
   assert result['speedup'] == pytest.approx(
       result['separate_seconds'] / result['ensembled_seconds'])
   assert result['same_outputs']
-  assert 'speedup' in ensemble.format_benchmark(result)
+  assert 'speedup' in ensemble_benchmarks.format_benchmark(result)
 
 
+@pytest.mark.slow
 def test_ensemble_command_line_prints_the_report(tmp_path, tuned,
                                                  ensembled):
   result, _ = ensembled
@@ -278,6 +289,7 @@ def test_ensemble_command_line_prints_the_report(tmp_path, tuned,
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mixed_task_batch_returns_exactly_what_each_task_alone_returns(
     frozen, tuned):
   _, params, model = frozen
@@ -288,7 +300,7 @@ def test_mixed_task_batch_returns_exactly_what_each_task_alone_returns(
                                  num_examples=13)
   # Round-robin: every batch of 8 rows holds both tasks.
   assert [r['task'] for r in served] == names * 13
-  predict_fn = evaluation.make_predict_fn(model, batch_size=8)
+  predict_fn = predict.make_predict_fn(model, batch_size=8)
   for k, name in enumerate(names):
     task = task_utils.get_mixture_or_task(name)
     _, dataset = inference.task_examples(task, 'validation', LENGTHS, 13)
@@ -300,6 +312,7 @@ def test_mixed_task_batch_returns_exactly_what_each_task_alone_returns(
     assert sum(r['prediction'] in labels for r in mine) >= 10
 
 
+@pytest.mark.slow
 def test_serve_writes_what_infer_writes_for_each_task(tmp_path, frozen,
                                                       tuned):
   path, params, frozen_model = frozen
@@ -333,7 +346,7 @@ def test_serve_writes_what_infer_writes_for_each_task(tmp_path, frozen,
     ('embedded/prompt_serve.gin', inference.serve,
      ["PROMPT_FILES = {'taskless_offline_topic': '/tmp/a.npy'}",
       "SERVE_OUTPUT_FILE = '/tmp/served.jsonl'"]),
-    ('embedded/prompt_ensemble.gin', ensemble.benchmark,
+    ('embedded/prompt_ensemble.gin', ensemble_benchmarks.benchmark,
      ["PROMPT_FILES = ['/tmp/a.npy', '/tmp/b.npy']",
       "ENSEMBLE_OUTPUT_DIR = '/tmp/ensemble'"]),
 ])
@@ -351,6 +364,7 @@ def test_gin_configs_bind_every_required_argument(gin_file, function,
     gin.clear_config()
 
 
+@pytest.mark.slow
 def test_serve_rejects_a_bank_that_does_not_match_the_tasks(frozen, tuned):
   _, params, model = frozen
   bank = inference.load_prompt_bank(_topic_files(tuned))

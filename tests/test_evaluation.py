@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from prompt_tuning.training import evaluation
 from prompt_tuning.training import partitioning
+from prompt_tuning.training import predict
 from prompt_tuning.tasks import metrics
 from prompt_tuning.tasks import postprocessors
 
@@ -162,7 +163,7 @@ def _enumerated(n, width=5):
                                           (0, 2)])
 def test_predict_fn_predicts_every_example_once_in_order(n, batch_size):
   model = FakeModel(echo=True)
-  predict_fn = evaluation.make_predict_fn(model, batch_size=batch_size)
+  predict_fn = predict.make_predict_fn(model, batch_size=batch_size)
   dataset, tokens = _enumerated(n)
   outputs = predict_fn(dataset, PARAMS)
   assert [i for i, _ in outputs] == list(range(n))
@@ -176,7 +177,7 @@ def test_predict_fn_predicts_every_example_once_in_order(n, batch_size):
 
 
 def test_predict_fn_accepts_a_dataset_without_indices():
-  predict_fn = evaluation.make_predict_fn(FakeModel(echo=True), batch_size=4)
+  predict_fn = predict.make_predict_fn(FakeModel(echo=True), batch_size=4)
   dataset, tokens = _enumerated(5)
   bare = dataset.map(lambda index, features: features)
   outputs = predict_fn(bare, PARAMS)
@@ -188,14 +189,14 @@ def test_predict_fn_on_a_mesh_matches_without():
   mesh = partitioning.create_mesh()
   batch_size = mesh.shape['data']
   dataset, tokens = _enumerated(3)
-  predict_fn = evaluation.make_predict_fn(FakeModel(echo=True),
+  predict_fn = predict.make_predict_fn(FakeModel(echo=True),
                                           batch_size=batch_size, mesh=mesh)
   assert [row for _, row in predict_fn(dataset, PARAMS)] == tokens.tolist()
 
 
 def test_score_fn_scores_every_example():
   model = FakeModel()
-  score_fn = evaluation.make_score_fn(model, batch_size=2)
+  score_fn = predict.make_score_fn(model, batch_size=2)
   dataset, _ = _enumerated(5, width=4)
   scores = score_fn(dataset, {'scale': jnp.full((), 0.5)})
   assert scores == [(i, 2.0) for i in range(5)]
@@ -203,7 +204,7 @@ def test_score_fn_scores_every_example():
 
 
 def test_label_token_ids_appends_eos_and_pads():
-  ids = evaluation.label_token_ids(VOCAB, ['ab', 'c'])
+  ids = predict.label_token_ids(VOCAB, ['ab', 'c'])
   assert ids.dtype == np.int32
   np.testing.assert_array_equal(
       ids, [[_byte('a'), _byte('b'), 1], [_byte('c'), 1, 0]])
@@ -212,12 +213,12 @@ def test_label_token_ids_appends_eos_and_pads():
 @pytest.mark.parametrize('labels', [(), 'positive', ('a', 'a')])
 def test_label_token_ids_rejects_bad_labels(labels):
   with pytest.raises(ValueError, match='label_strings'):
-    evaluation.label_token_ids(VOCAB, labels)
+    predict.label_token_ids(VOCAB, labels)
 
 
 def test_rank_classification_picks_the_highest_scoring_label():
   model = FakeModel()
-  predict_fn = evaluation.rank_classification_predict_fn(model, LABELS,
+  predict_fn = predict.rank_classification_predict_fn(model, LABELS,
                                                          batch_size=2)
   inputs = ['p', 'n', 'o', 'q', 'a']   # 'q' is closest to 'p'; 'a' to 'n'.
   tokens = np.array([[_byte(s), 1] for s in inputs], np.int32)
@@ -236,7 +237,7 @@ def test_rank_classification_picks_the_highest_scoring_label():
 
 def test_rank_classification_ties_go_to_the_first_label():
   # 'negative' and 'neutral' share the first token, so they tie.
-  predict_fn = evaluation.rank_classification_predict_fn(
+  predict_fn = predict.rank_classification_predict_fn(
       FakeModel(), ('positive', 'neutral', 'negative'), batch_size=1)
   dataset = tf.data.Dataset.from_tensor_slices(
       {'encoder_input_tokens': np.array([[_byte('n')]], np.int32)}).enumerate()
@@ -249,7 +250,7 @@ def test_rank_classification_ties_go_to_the_first_label():
 ])
 def test_make_predict_fn_rejects_bad_arguments(kwargs, match):
   with pytest.raises(ValueError, match=match):
-    evaluation.make_predict_fn(FakeModel(), **kwargs)
+    predict.make_predict_fn(FakeModel(), **kwargs)
 
 
 # ------------------------------------------------------------------------------
@@ -424,7 +425,7 @@ def test_selection_score_rejects_empty_metrics():
 
 
 def test_progress_is_logged_every_n_batches(caplog):
-  predict_fn = evaluation.make_predict_fn(FakeModel(echo=True), batch_size=2,
+  predict_fn = predict.make_predict_fn(FakeModel(echo=True), batch_size=2,
                                           log_every=2)
   dataset, _ = _enumerated(9)
   with caplog.at_level('INFO'):
@@ -504,14 +505,14 @@ def test_real_model_rank_matches_the_best_score(tiny_model_and_params):
   model, params = tiny_model_and_params
   labels = ('ab', 'cd', 'ef', 'gh')  # equal lengths: no label wins by length
   inputs = _input_batch(7)
-  predict_fn = evaluation.rank_classification_predict_fn(model, labels,
+  predict_fn = predict.rank_classification_predict_fn(model, labels,
                                                          batch_size=2)
   dataset = tf.data.Dataset.from_tensor_slices(
       {'encoder_input_tokens': inputs}).enumerate()
   predicted = [VOCAB.decode(row) for _, row in predict_fn(dataset, params)]
 
   # The same choice from score_batch with each label as the target.
-  label_ids = evaluation.label_token_ids(VOCAB, labels)
+  label_ids = predict.label_token_ids(VOCAB, labels)
   score = jax.jit(model.score_batch)
   scores = []
   for row in label_ids:
@@ -533,7 +534,7 @@ def test_real_model_decodes_the_same_in_padded_batches(tiny_model_and_params):
               'decoder_target_tokens': targets,
               'decoder_loss_weights': targets}
   dataset = tf.data.Dataset.from_tensor_slices(features).enumerate()
-  predict_fn = evaluation.make_predict_fn(model, {'method': 'greedy'},
+  predict_fn = predict.make_predict_fn(model, {'method': 'greedy'},
                                           batch_size=2)
   outputs, aux = predict_fn(dataset, params, with_aux=True)
   # One batch of all 5, no padding.

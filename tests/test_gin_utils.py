@@ -331,6 +331,7 @@ def _finish(proc):
   return proc.returncode, out, err
 
 
+@pytest.mark.slow
 def test_run_applies_gin_overrides_and_fails_on_bad_ones(tmp_path):
   gin_dir = tmp_path / 'configs'
   gin_dir.mkdir()
@@ -354,6 +355,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_on_localhost_sum_across_processes(tmp_path):
   address = f'127.0.0.1:{_free_port()}'
   procs = [

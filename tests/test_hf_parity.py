@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from prompt_tuning import checkpoints
+from prompt_tuning.checkpoints import t5x
+from prompt_tuning.interop import hf
 from prompt_tuning.model import t5
 
 sys.path.insert(0, str(__import__('pathlib').Path(__file__).parent))
@@ -29,14 +30,14 @@ def _ours(config_kwargs, params, **overrides):
 
 
 def test_hf_golden_tiny_model():
-  params = checkpoints.load_hf_safetensors(hf_reference.TINY_WEIGHTS)
+  params = hf.load_hf_safetensors(hf_reference.TINY_WEIGHTS)
   golden = np.load(hf_reference.TINY_GOLDEN)['logits']
   ours = _ours(hf_reference.TINY_CONFIG, params)
   np.testing.assert_allclose(ours[REAL], golden[REAL], **TOLERANCE)
 
 
 def test_hf_golden_reference_checkpoint(reference_path):
-  params = checkpoints.load_t5x(reference_path('t5x_t5_1_1_tiny/checkpoint_3'))
+  params = t5x.load_t5x(reference_path('t5x_t5_1_1_tiny/checkpoint_3'))
   golden = np.load(hf_reference.REFERENCE_GOLDEN)
   ours = _ours(hf_reference._reference_config(), params)[..., golden['columns']]
   np.testing.assert_allclose(ours[REAL], golden['logits'][REAL], **TOLERANCE)
@@ -50,7 +51,7 @@ def test_live_against_hf(tmp_path, tied):
   if tied:
     del params['decoder']['logits_dense']
   weights = tmp_path / 'model.safetensors'
-  checkpoints.save_hf_safetensors(params, weights)
+  hf.save_hf_safetensors(params, weights)
   model = hf_reference.hf_model(hf_reference.TINY_CONFIG, weights, tied=tied)
   theirs = hf_reference.hf_logits(model, hf_reference.ENCODER_TOKENS,
                                   hf_reference.DECODER_INPUTS)

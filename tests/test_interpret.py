@@ -9,9 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-from prompt_tuning import checkpoints
-from prompt_tuning import embedded
+from prompt_tuning.checkpoints import embedded
+from prompt_tuning.checkpoints import prompt_files
 from prompt_tuning import interpret
+from prompt_tuning.model import neighbours
 from prompt_tuning.model import prompts
 from prompt_tuning.tasks import offline
 
@@ -40,7 +41,7 @@ def _brute_force(prompt, embedding, k):
 
 @pytest.fixture(scope='module')
 def embedded_setup():
-  return (checkpoints.load_embedding(embedded.checkpoint_path()),
+  return (prompt_files.load_embedding(embedded.checkpoint_path()),
           offline.vocabulary())
 
 
@@ -49,8 +50,8 @@ def test_ranking_matches_brute_force(chunk_size):
   rng = np.random.RandomState(0)
   embedding = rng.randn(53, 11).astype(np.float32)
   prompt = rng.randn(6, 11).astype(np.float32)
-  ids, sims = interpret.nearest_neighbours(prompt, embedding, k=5,
-                                           chunk_size=chunk_size)
+  ids, sims = neighbours.nearest_neighbours(prompt, embedding, k=5,
+                                            chunk_size=chunk_size)
   want_ids, want_sims = _brute_force(prompt, embedding, 5)
   assert ids.shape == sims.shape == (6, 5)
   assert ids.dtype == np.int32 and sims.dtype == np.float32
@@ -61,8 +62,8 @@ def test_ranking_matches_brute_force(chunk_size):
 def test_cosine_ignores_scale_and_ties_go_to_lower_id():
   embedding = np.array([[1., 0.], [0., 1.], [2., 0.], [0., 0.], [-1., 0.]],
                        np.float32)
-  ids, sims = interpret.nearest_neighbours(np.array([[3., 0.]], np.float32),
-                                           embedding, k=5, chunk_size=2)
+  ids, sims = neighbours.nearest_neighbours(np.array([[3., 0.]], np.float32),
+                                            embedding, k=5, chunk_size=2)
   # Rows 0 and 2 point the same way (cosine 1); the zero row scores 0.
   np.testing.assert_array_equal(ids, [[0, 2, 1, 3, 4]])
   np.testing.assert_allclose(sims, [[1, 1, 0, 0, -1]], atol=1e-7)
@@ -76,8 +77,8 @@ def test_cosine_ignores_scale_and_ties_go_to_lower_id():
 ])
 def test_bad_arguments(prompt_shape, embedding_shape, k, message):
   with pytest.raises(ValueError, match=message):
-    interpret.nearest_neighbours(np.ones(prompt_shape),
-                                 np.ones(embedding_shape), k)
+    neighbours.nearest_neighbours(np.ones(prompt_shape),
+                                  np.ones(embedding_shape), k)
 
 
 @pytest.mark.parametrize('task', ['sentiment', 'topic'])
@@ -89,8 +90,8 @@ def test_class_label_prompt_has_its_labels_as_nearest_neighbours(
   labels = offline.LABELS[task]
   prompt = prompts.from_class_labels(embedding, vocabulary, labels)(
       jax.random.PRNGKey(0), (len(labels) + 3, embedding.shape[1]))
-  rows = interpret.describe(prompt, embedding, vocabulary, k=3,
-                            class_labels=labels)
+  rows = neighbours.describe(prompt, embedding, vocabulary, k=3,
+                             class_labels=labels)
   assert len(rows) == len(labels) + 3
   for position, label in enumerate(labels):
     first = rows[position]['neighbours'][0]
@@ -110,8 +111,8 @@ def test_class_label_prompt_with_the_t5_vocabulary(reference_path):
   labels = ['positive', 'negative']  # single tokens: 1465, 2841
   prompt = prompts.from_class_labels(embedding, vocabulary, labels)(
       jax.random.PRNGKey(0), (4, embedding.shape[1]))
-  rows = interpret.describe(prompt, embedding, vocabulary, k=5,
-                            class_labels=labels)
+  rows = neighbours.describe(prompt, embedding, vocabulary, k=5,
+                             class_labels=labels)
   for position, (label, token_id) in enumerate(zip(labels, [1465, 2841])):
     first = rows[position]['neighbours'][0]
     assert (first['id'], first['token'], first['labels']) == (
@@ -128,8 +129,8 @@ def test_multi_token_labels_mark_every_sub_token():
   labels = ['w3+w7', 'w7+w9', 'w12']
   prompt = np.stack([embedding[[3, 7]].mean(0), embedding[[7, 9]].mean(0),
                      embedding[12], embedding[20]])
-  rows = interpret.describe(prompt, embedding, vocabulary, k=3,
-                            class_labels=labels)
+  rows = neighbours.describe(prompt, embedding, vocabulary, k=3,
+                             class_labels=labels)
   top2 = [sorted(n['id'] for n in r['neighbours'][:2]) for r in rows[:2]]
   assert top2 == [[3, 7], [7, 9]]
   by_id = {n['id']: n['labels'] for n in rows[0]['neighbours']}
@@ -142,21 +143,21 @@ def test_multi_token_labels_mark_every_sub_token():
 
 def test_markdown_and_json_output():
   embedding = np.eye(4, dtype=np.float32)
-  rows = interpret.describe(np.array([[1., .5, 0, 0], [0, 0, 0, 1.]]),
-                            embedding, FakeVocabulary(4), k=2,
-                            class_labels=['w1'])
-  table = interpret.to_markdown(rows)
+  rows = neighbours.describe(np.array([[1., .5, 0, 0], [0, 0, 0, 1.]]),
+                             embedding, FakeVocabulary(4), k=2,
+                             class_labels=['w1'])
+  table = neighbours.to_markdown(rows)
   lines = table.splitlines()
   assert lines[0] == '| position | 1 | 2 |'
   assert lines[2] == '| 0 | `w0` 0.89 | **`w1` 0.45** (w1) |'
   assert lines[3].startswith('| 1 | `w3` 1.00 | ')
-  document = json.loads(json.dumps(interpret.summary(rows, k=2)))
+  document = json.loads(json.dumps(neighbours.summary(rows, k=2)))
   assert document['k'] == 2
   assert document['positions_with_label'] == {'w1': 1}
   assert document['rows'][0]['neighbours'][1] == {
       'id': 1, 'token': 'w1', 'similarity': pytest.approx(0.4472136),
       'labels': ['w1']}
-  assert interpret.nearest_neighbour_text(
+  assert neighbours.nearest_neighbour_text(
       np.array([[1., .5, 0, 0], [0, 0, 0, 1.]]), embedding, FakeVocabulary(4),
       k=2, class_labels=['w1']) == table
 
@@ -164,14 +165,14 @@ def test_markdown_and_json_output():
 def test_markdown_escapes_pipes():
   rows = [{'position': 0, 'labels': [], 'neighbours': [
       {'id': 5, 'token': 'a|b', 'similarity': 0.5, 'labels': []}]}]
-  assert '`a\\|b` 0.50' in interpret.to_markdown(rows)
+  assert '`a\\|b` 0.50' in neighbours.to_markdown(rows)
 
 
 def test_prompt_diagnostics_on_a_hand_example():
   initial = np.array([[3., 4.], [0., 2.]], np.float32)   # norms 5, 2
   prompt = np.array([[3., 4.], [2., 0.]], np.float32)    # norms 5, 2
   embedding = np.array([[1., 0.], [0., 3.]], np.float32)  # norms 1, 3
-  values = interpret.prompt_diagnostics(prompt, initial, embedding)
+  values = neighbours.prompt_diagnostics(prompt, initial, embedding)
   assert values == pytest.approx({
       'prompt/norm': 3.5,
       'prompt/embedding_norm': 2.0,
@@ -181,18 +182,18 @@ def test_prompt_diagnostics_on_a_hand_example():
       'prompt/drift_cosine': (1 + 0) / 2,
   })
   assert all(isinstance(v, float) for v in values.values())
-  unmoved = interpret.prompt_diagnostics(initial, initial, embedding)
+  unmoved = neighbours.prompt_diagnostics(initial, initial, embedding)
   assert unmoved['prompt/drift_l2'] == 0
   assert unmoved['prompt/drift_cosine'] == pytest.approx(1)
 
 
 def test_prompt_diagnostics_shape_errors():
   with pytest.raises(ValueError, match='initial prompt shape'):
-    interpret.prompt_diagnostics(np.ones((2, 3)), np.ones((3, 3)),
-                                 np.ones((5, 3)))
+    neighbours.prompt_diagnostics(np.ones((2, 3)), np.ones((3, 3)),
+                                  np.ones((5, 3)))
   with pytest.raises(ValueError, match='embedding'):
-    interpret.prompt_diagnostics(np.ones((2, 3)), np.ones((2, 3)),
-                                 np.ones((5, 4)))
+    neighbours.prompt_diagnostics(np.ones((2, 3)), np.ones((2, 3)),
+                                  np.ones((5, 4)))
 
 
 def _main_in_process(*args):
@@ -208,7 +209,7 @@ def test_cli_writes_table_and_json(tmp_path, embedded_setup, capsys):
   labels = offline.LABELS['weekend']
   prompt = prompts.from_class_labels(embedding, vocabulary, labels)(
       jax.random.PRNGKey(1), (3, embedding.shape[1]))
-  checkpoints.save_prompt(prompt, tmp_path / 'prompt.npy')
+  prompt_files.save_prompt(prompt, tmp_path / 'prompt.npy')
   output = tmp_path / 'neighbours.json'
   _main_in_process(f'--prompt={tmp_path / "prompt.npy"}',
                    f'--embedding={embedded.checkpoint_path()}',

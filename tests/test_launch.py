@@ -1,4 +1,5 @@
-"""Tests of the launch scripts (their dry runs) and of prompt_tuning.dry_run.
+"""Tests of the launch scripts (their dry runs) and of the dry run's library
+(cli.config_check, training.memory).
 
 The scripts run as they would for a user (bash, DRY_RUN=1). To keep this
 fast, the paper and platform scripts append their configs to one shared sweep
@@ -19,7 +20,8 @@ import jax
 import optax
 import pytest
 
-from prompt_tuning import dry_run
+from prompt_tuning.cli import config_check
+from prompt_tuning.training import memory
 from prompt_tuning.model import models
 from prompt_tuning.training import partitioning
 from prompt_tuning.model import t5
@@ -134,6 +136,7 @@ PLATFORM_COMMANDS = {
 }
 
 
+@pytest.mark.slow
 def test_every_launch_script_dry_run(tmp_path):
   """Each paper and platform script, run with DRY_RUN=1 into one shared sweep
   file, then `python -m prompt_tuning.dry_run` on all of it (one test, so
@@ -179,6 +182,7 @@ def test_every_launch_script_dry_run(tmp_path):
   _check_figure3(runs)
 
 
+@pytest.mark.slow
 def test_xxl_paper_script_dry_run_prints_memory_per_device():
   result = _bash('table3.sh', TASKS='rte', SEEDS='0')
   assert result.returncode == 0, result.stderr[-3000:]
@@ -322,7 +326,7 @@ def test_class_labels_match_the_tasks():
 
 
 # ----------------------------------------------------------------------------
-# prompt_tuning.dry_run: the memory estimate against hand arithmetic.
+# training.memory: the memory estimate against hand arithmetic.
 # ----------------------------------------------------------------------------
 
 # V=8, H=4, N=2 heads of D=2 (I=4), F=6, one layer each side.
@@ -340,7 +344,7 @@ def test_activation_bytes_matches_hand_count():
   #   decoder     2*2*(6*4*2 + (24+24)*2) + 2*4*2*4*2
   #               + 2*2*2*(2+4)*(4+2)                            =  992
   #   logits      2*2*2*8*4                                      =  256
-  assert dry_run.activation_bytes(
+  assert memory.activation_bytes(
       config, batch=2, input_length=4, target_length=2,
       prompt_length=0) == 96 + 1280 + 992 + 256
   # With dropout, also the dropped attention probabilities and their mask,
@@ -349,13 +353,13 @@ def test_activation_bytes_matches_hand_count():
   #   decoder  2*2*2*(2+4)*(2+1) + 2*2*6*2 = 192
   dropout = t5.T5Config(**{**HAND_CONFIG, 'dropout_rate': 0.1},
                         dtype='bfloat16')
-  assert dry_run.activation_bytes(
+  assert memory.activation_bytes(
       dropout, batch=2, input_length=4, target_length=2,
       prompt_length=0) == 96 + 1280 + 992 + 256 + 288 + 192
   # [B, *, H] activations split 2 ways (activation_partitioning_dims=2):
   #   embeddings 96/2; encoder 2*4*(4*4*2/2 + 80) + 384; decoder
   #   2*2*(6*4*2/2 + 96) + 128 + 288
-  assert dry_run.activation_bytes(
+  assert memory.activation_bytes(
       config, batch=2, input_length=4, target_length=2, prompt_length=0,
       embed_shards=2) == 48 + 1152 + 896 + 256
 
@@ -368,13 +372,13 @@ def test_estimate_splits_activations_as_the_rules_say():
   for dims in (1, 2):
     rules = partitioning.standard_logical_axis_rules(
         2, activation_partitioning_dims=dims)
-    estimate = dry_run.estimate_memory(
-        model, dry_run.abstract_params(model), mesh, rules,
+    estimate = memory.estimate_memory(
+        model, memory.abstract_params(model), mesh, rules,
         [r'encoder/prompt/.*'], optax.sgd(0.1), batch_size=2,
         feature_lengths={'inputs': 4, 'targets': 2})
     sizes.append(estimate.activation_bytes)
   assert sizes == [
-      dry_run.activation_bytes(config, batch=2, input_length=4,
+      memory.activation_bytes(config, batch=2, input_length=4,
                                target_length=2, prompt_length=2,
                                model_shards=2, embed_shards=shards)
       for shards in (1, 2)]
@@ -385,8 +389,8 @@ def test_estimate_memory_matches_hand_count():
   config = t5.T5Config(**HAND_CONFIG, dtype='float32')
   model = models.EncoderDecoderModel(t5.Transformer(config, prompt_length=3))
   mesh = jax.sharding.AbstractMesh((2, 2), ('data', 'model'))
-  estimate = dry_run.estimate_memory(
-      model, dry_run.abstract_params(model), mesh,
+  estimate = memory.estimate_memory(
+      model, memory.abstract_params(model), mesh,
       partitioning.standard_logical_axis_rules(2), [r'encoder/prompt/.*'],
       optax.sgd(0.1, momentum=0.9), batch_size=6,
       feature_lengths={'inputs': 5, 'targets': 3})
@@ -418,8 +422,8 @@ def test_model_tuning_estimate_has_no_frozen_part():
   config = t5.T5Config(**HAND_CONFIG)
   model = models.EncoderDecoderModel(t5.Transformer(config))
   mesh = jax.sharding.AbstractMesh((1, 2), ('data', 'model'))
-  estimate = dry_run.estimate_memory(
-      model, dry_run.abstract_params(model), mesh,
+  estimate = memory.estimate_memory(
+      model, memory.abstract_params(model), mesh,
       partitioning.standard_logical_axis_rules(2), ['.*'], optax.sgd(0.1),
       batch_size=2, feature_lengths={'inputs': 4, 'targets': 2})
   assert estimate.frozen_bytes == 0 and estimate.optimizer_bytes == 0
@@ -432,8 +436,8 @@ def test_estimate_rejects_a_batch_that_does_not_split():
       t5.Transformer(t5.T5Config(**HAND_CONFIG), prompt_length=2))
   mesh = jax.sharding.AbstractMesh((4, 1), ('data', 'model'))
   with pytest.raises(ValueError, match='batch size 6 .* data axis size 4'):
-    dry_run.estimate_memory(
-        model, dry_run.abstract_params(model), mesh,
+    memory.estimate_memory(
+        model, memory.abstract_params(model), mesh,
         partitioning.standard_logical_axis_rules(), [r'encoder/prompt/.*'],
         optax.sgd(0.1), batch_size=6,
         feature_lengths={'inputs': 4, 'targets': 2})
@@ -442,11 +446,11 @@ def test_estimate_rejects_a_batch_that_does_not_split():
 def test_cached_shapes_equal_a_fresh_eval_shape(tiny_config):
   cache = {}
   module = t5.Transformer(tiny_config, prompt_length=7)
-  dry_run.abstract_params(models.EncoderDecoderModel(module), cache)
+  memory.abstract_params(models.EncoderDecoderModel(module), cache)
   for length in (0, 2, 150):
     model = models.EncoderDecoderModel(module.clone(prompt_length=length))
-    cached = dry_run.abstract_params(model, cache)
-    fresh = dry_run.abstract_params(model)
+    cached = memory.abstract_params(model, cache)
+    fresh = memory.abstract_params(model)
     assert jax.tree.structure(cached) == jax.tree.structure(fresh)
     for a, b in zip(jax.tree.leaves(cached), jax.tree.leaves(fresh)):
       assert (a.shape, a.dtype) == (b.shape, b.dtype)
@@ -459,14 +463,14 @@ def test_cached_shapes_equal_a_fresh_eval_shape(tiny_config):
                                   'data:x'])
 def test_parse_mesh_rejects(spec):
   with pytest.raises(ValueError, match='--mesh'):
-    dry_run.parse_mesh(spec)
+    config_check.parse_mesh(spec)
 
 
 def test_sweep_lines_round_trip_bash_quoting(tmp_path):
   path = tmp_path / 'sweep.txt'
   path.write_text('# a comment\n\n' + _common('quote_args', '--name=a b',
                                                *SMALL_CONFIG) + '\n')
-  (config,) = dry_run.read_sweep(str(path))
+  (config,) = config_check.read_sweep(str(path))
   assert config.name == 'a b'
   assert config.gin_files == tuple(a.split('=', 1)[1] for a in SMALL_CONFIG[:4])
   assert config.gin_bindings[-1] == (
@@ -474,7 +478,7 @@ def test_sweep_lines_round_trip_bash_quoting(tmp_path):
 
 
 # ----------------------------------------------------------------------------
-# prompt_tuning.dry_run: configs that must fail, in this process.
+# cli.config_check: configs that must fail, in this process.
 # ----------------------------------------------------------------------------
 
 
@@ -493,22 +497,22 @@ def test_sweep_lines_round_trip_bash_quoting(tmp_path):
     (['--gin_file=runs/no_such_run.gin'], 8, r'no_such_run\.gin'),
 ])
 def test_bad_configs_fail_with_a_reason(extra, devices, message):
-  config = dry_run.config_from_args(SMALL_CONFIG + extra +
+  config = config_check.config_from_args(SMALL_CONFIG + extra +
                                     [f'--num_devices={devices}'])
-  estimates, failures = dry_run.run_configs([config])
+  estimates, failures = config_check.run_configs([config])
   assert not estimates
   ((_, error),) = failures
   assert re.search(message, error), error
 
 
 def test_good_config_passes_in_process():
-  config = dry_run.config_from_args(
+  config = config_check.config_from_args(
       SMALL_CONFIG + ['--mesh=data:4,model:2', '--name=small'])
-  (estimate,), failures = dry_run.run_configs([config])
+  (estimate,), failures = config_check.run_configs([config])
   assert not failures
   assert estimate.name == 'small' and estimate.mesh == (('data', 4),
                                                         ('model', 2))
   assert estimate.total_params == 77_012_352  # the paper's Table 4
   assert estimate.trainable_params == 51_200
   assert '| small | 1 | data:4,model:2 | 8 | 77,012,352 | 51,200 |' in (
-      dry_run.format_table([estimate]))
+      memory.format_table([estimate]))

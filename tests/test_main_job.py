@@ -57,6 +57,7 @@ def _printed_accuracy(stdout, heading):
   return float(match.group(1))
 
 
+@pytest.mark.slow
 def test_main_job_beats_zero_shot_untrained_prompt_and_chance(main_job):
   model_dir, stdout = main_job
   zero_shot = _printed_accuracy(
@@ -75,6 +76,7 @@ def test_main_job_beats_zero_shot_untrained_prompt_and_chance(main_job):
       zero_shot, untrained, tuned)
 
 
+@pytest.mark.slow
 def test_eval_reproduces_the_logged_metric(main_job, tmp_path):
   model_dir, _ = main_job
   best = json.loads((model_dir / 'best_prompt.json').read_text())
@@ -88,6 +90,7 @@ def test_eval_reproduces_the_logged_metric(main_job, tmp_path):
   assert logged[0]['metrics']['accuracy'] == expected
 
 
+@pytest.mark.slow
 def test_infer_writes_one_prediction_per_input(main_job, tmp_path):
   model_dir, _ = main_job
   output = tmp_path / 'predictions.jsonl'
@@ -114,6 +117,7 @@ def _short_run(model_dir):
           '--gin.trainer.train.eval_before_training=False']
 
 
+@pytest.mark.slow
 def test_sigkill_then_restart_ends_with_the_uninterrupted_prompt(tmp_path):
   prompt = 'numpy_checkpoints/checkpoint_60/encoder.prompt.prompt.prompt.npy'
   killed_dir = tmp_path / 'killed'
@@ -136,9 +140,11 @@ def test_sigkill_then_restart_ends_with_the_uninterrupted_prompt(tmp_path):
 @pytest.mark.parametrize('override, message', [
     ("--gin.INITIAL_CHECKPOINT_PATH='/nonexistent/checkpoint_1'",
      'INITIAL_CHECKPOINT_PATH /nonexistent/checkpoint_1 does not exist'),
-    ("--gin.MIXTURE_OR_TASK_NAME='taskless_offline_topik'",
-     "Unknown task or mixture 'taskless_offline_topik'"),
-    ('--gin.trainer.train.no_such_setting=1', 'no_such_setting'),
+    pytest.param("--gin.MIXTURE_OR_TASK_NAME='taskless_offline_topik'",
+                 "Unknown task or mixture 'taskless_offline_topik'",
+                 marks=pytest.mark.slow),
+    pytest.param('--gin.trainer.train.no_such_setting=1', 'no_such_setting',
+                 marks=pytest.mark.slow),
 ])
 def test_bad_input_exits_non_zero_naming_the_cause(tmp_path, override,
                                                    message):

@@ -16,10 +16,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prompt_tuning import checkpoints
+from prompt_tuning.checkpoints import t5x
 from prompt_tuning.cli import gin_utils
-from prompt_tuning.methods import export as method_export
 from prompt_tuning import methods
+from prompt_tuning.methods import export as method_export
+from prompt_tuning.methods import lora as lora_lib
+from prompt_tuning.methods import params as params_lib
+from prompt_tuning.methods import prefixes
+from prompt_tuning.methods import presets
 from prompt_tuning.model import models
 from prompt_tuning.model import t5
 from prompt_tuning.training import trainer
@@ -28,7 +32,7 @@ import conftest  # pylint: disable=g-bad-import-order
 P = 3  # prompt / prefix length of the tiny tests
 TASK = 'taskless_offline_topic'  # for the embedded model
 LENGTHS = {'inputs': 16, 'targets': 4}
-ALL = list(methods.PRESETS)
+ALL = list(presets.PRESETS)
 # Methods whose parameters start as an exact no-op.
 NO_OP = ['lora', 'adapter_houlsby', 'adapter_pfeiffer', 'ia3', 'norm_scale',
          'model_tuning']
@@ -85,7 +89,7 @@ def preset_params(config, batch, frozen_params):
 
   def get(name):
     if name not in made:
-      module = _module(config, methods.PRESETS[name])
+      module = _module(config, presets.PRESETS[name])
       made[name] = (module, _init(module, batch, frozen_params))
     return made[name]
 
@@ -147,10 +151,10 @@ def test_absent_prompts_and_prefixes_are_the_frozen_model(
 @pytest.mark.parametrize('name', ALL)
 def test_trainable_regexes_select_exactly_the_method_parameters(
     name, frozen_params, preset_params):
-  preset = methods.PRESETS[name]
+  preset = presets.PRESETS[name]
   _, params = preset_params(name)
   names = set(_flat(params))
-  selected = set(methods.method_param_names(sorted(names),
+  selected = set(presets.method_param_names(sorted(names),
                                             preset.trainable_regexes))
   added = names - set(_flat(frozen_params))
   if name == 'model_tuning':
@@ -182,6 +186,7 @@ def test_method_parameter_names(preset_params):
     assert expected in names
 
 
+@pytest.mark.slow
 def test_cached_decoding_matches_teacher_forcing(config, batch,
                                                  frozen_params):
   """Step-by-step decoding with the key/value cache gives the teacher-forced
@@ -194,8 +199,8 @@ def test_cached_decoding_matches_teacher_forcing(config, batch,
       ia3=methods.IA3())
   module = t5.Transformer(config, methods=everything)
   params = _trained(_init(module, batch, frozen_params),
-                    [methods.PREFIX_REGEX, methods.LORA_REGEX,
-                     methods.ADAPTER_REGEX, methods.IA3_REGEX])
+                    [presets.PREFIX_REGEX, presets.LORA_REGEX,
+                     presets.ADAPTER_REGEX, presets.IA3_REGEX])
   expected = _logits(module, params, batch)
   encoder_tokens = batch['encoder_input_tokens']
   decoder_tokens = batch['decoder_input_tokens']
@@ -230,7 +235,7 @@ def test_prefixes_ignore_padding(relpos, config, frozen_params):
   decoder = np.pad(targets[:, :-1], ((0, 0), (1, 0)))
   params = _trained(_init(module, {'encoder_input_tokens': tokens,
                                    'decoder_input_tokens': decoder},
-                          frozen_params), [methods.PREFIX_REGEX])
+                          frozen_params), [presets.PREFIX_REGEX])
   apply = jax.jit(module.apply)
   short = apply({'params': params}, tokens, decoder, targets)
   long = apply({'params': params}, padded, decoder, targets)
@@ -247,11 +252,11 @@ def test_prefix_relative_position_choices():
     return (jnp.arange(key_length)[None, :]
             - jnp.arange(query_length)[:, None])[None, None].astype(float)
 
-  plain = methods.relpos_bias(relpos, 4, 4, True, None)
+  plain = prefixes.relpos_bias(relpos, 4, 4, True, None)
   assert plain.shape == (1, 1, 4, 4)
-  prepended = methods.relpos_bias(relpos, 4, 4, True, methods.Prefix(2))
-  none = methods.relpos_bias(relpos, 4, 4, True,
-                             methods.Prefix(2, relpos='none'))
+  prepended = prefixes.relpos_bias(relpos, 4, 4, True, methods.Prefix(2))
+  none = prefixes.relpos_bias(relpos, 4, 4, True,
+                              methods.Prefix(2, relpos='none'))
   assert prepended.shape == none.shape == (1, 1, 4, 6)
   # Query 0 sees prefix keys at distances -2 and -1, then its own row.
   np.testing.assert_array_equal(prepended[0, 0, 0], [-2, -1, 0, 1, 2, 3])
@@ -285,7 +290,7 @@ def _state_names(tree, names):
 @pytest.mark.parametrize('name', ALL)
 def test_optimizer_state_holds_the_method_parameters_only(name,
                                                           preset_params):
-  preset = methods.PRESETS[name]
+  preset = presets.PRESETS[name]
   _, params = preset_params(name)
   trainable, _ = trainer.split_params(params, preset.trainable_regexes)
   opt_state = trainer.adafactor(preset.learning_rate).init(trainable)
@@ -300,7 +305,7 @@ def test_optimizer_state_holds_the_method_parameters_only(name,
                                   'adapter_houlsby'])
 def test_train_steps_change_only_the_method_and_its_optimizer_state(
     name, batch, preset_params):
-  preset = methods.PRESETS[name]
+  preset = presets.PRESETS[name]
   module, params = preset_params(name)
   model = models.EncoderDecoderModel(module)
   trainable, frozen = trainer.split_params(params, preset.trainable_regexes)
@@ -325,10 +330,10 @@ def test_train_steps_change_only_the_method_and_its_optimizer_state(
 
 @pytest.fixture(scope='module')
 def embedded_model():
-  from prompt_tuning import embedded  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.checkpoints import embedded  # pylint: disable=g-import-not-at-top
   from prompt_tuning.tasks import offline  # pylint: disable=g-import-not-at-top
   path = embedded.checkpoint_path()
-  params = checkpoints.load_t5x(path)
+  params = t5x.load_t5x(path)
   cfg = t5.config_from_params(params, dropout_rate=0.0)
   vocabulary = offline.vocabulary()
   return path, params, cfg, vocabulary
@@ -355,7 +360,7 @@ def _serving_params(module, exported, params, batch):
       batch['decoder_input_tokens'])['params']))
   frozen = _flat(params)
   if exported.checkpoint:
-    frozen = _flat(checkpoints.load_t5x(exported.checkpoint))
+    frozen = _flat(t5x.load_t5x(exported.checkpoint))
   supplied = [r for r, _ in exported.assignment_map()]
   return _unflat({n: (v if any(re.fullmatch(r, n) for r in supplied)
                       else frozen[n]) for n, v in init.items()})
@@ -377,7 +382,7 @@ def _serving_params(module, exported, params, batch):
 ])
 def test_export_gives_the_training_time_logits(name, files, tmp_path, batch,
                                                preset_params):
-  preset = methods.PRESETS[name]
+  preset = presets.PRESETS[name]
   module, params = preset_params(name)
   params = _trained(params, preset.trainable_regexes)
   exported = method_export.export(models.EncoderDecoderModel(module), params,
@@ -406,7 +411,7 @@ def test_serve_gin_configures_the_serving_model(name, tmp_path,
                                                 preset_params):
   from prompt_tuning.serving import inference  # pylint: disable=g-import-not-at-top
   from prompt_tuning.experiments import sweep  # pylint: disable=g-import-not-at-top
-  preset = methods.PRESETS[name]
+  preset = presets.PRESETS[name]
   module, params = preset_params(name)
   model = models.EncoderDecoderModel(module)
   exported = method_export.export(model, params, preset.trainable_regexes,
@@ -436,11 +441,11 @@ def test_reductions_match_the_training_time_form(config, batch,
                                                  frozen_params,
                                                  preset_params):
   """The pieces one by one: folded prefixes and merged LoRA kernels."""
-  preset = methods.PRESETS['prefix_tuning']
+  preset = presets.PRESETS['prefix_tuning']
   module, params = preset_params('prefix_tuning')
   params = _trained(params, preset.trainable_regexes)
-  folded = method_export.fold_prefixes(module, params, 'decoder')
-  assert set(folded) == set(methods.DECODER_PREFIXES)
+  folded = prefixes.fold_prefixes(module, params, 'decoder')
+  assert set(folded) == set(prefixes.DECODER_PREFIXES)
   assert folded['cross_key'].shape == (2, P, 15)
   plain = t5.Transformer(config, methods=methods.Methods(
       prefix=methods.Prefix(P, decoder=True)))
@@ -450,8 +455,8 @@ def test_reductions_match_the_training_time_form(config, batch,
   lora = methods.LoRA(rank=2, alpha=3.0, targets='.*')
   module = t5.Transformer(config, methods=methods.Methods(lora=lora))
   params = _trained(_init(module, batch, frozen_params),
-                    [methods.LORA_REGEX])
-  merged = method_export.merge_lora(params, lora)
+                    [presets.LORA_REGEX])
+  merged = lora_lib.merge_lora(params, lora)
   flat = _flat(params)
   name = 'decoder/layers_0/mlp/wo'
   np.testing.assert_allclose(
@@ -488,6 +493,7 @@ def _infer_matches_training_time_scores(tmp_path, model, params, exported):
                              atol=1e-3, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_trainer_keeps_the_checkpoint_and_its_export_serves(tmp_path,
                                                             embedded_model):
   """Prefix tuning through the trainer: the frozen checkpoint is untouched,
@@ -496,7 +502,7 @@ def test_trainer_keeps_the_checkpoint_and_its_export_serves(tmp_path,
   training-time scores."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   path, params, _, _ = embedded_model
-  preset = methods.PRESETS['prefix_tuning']
+  preset = presets.PRESETS['prefix_tuning']
   model = _embedded(embedded_model, preset)
   result = trainer.train(
       model=model, mixture_or_task_name=TASK, task_feature_lengths=LENGTHS,
@@ -504,19 +510,19 @@ def test_trainer_keeps_the_checkpoint_and_its_export_serves(tmp_path,
       initial_checkpoint_path=path,
       optimizer=trainer.adafactor(preset.learning_rate),
       trainable_regexes=preset.trainable_regexes,
-      assignment_map=methods.assignment_map(preset.trainable_regexes),
+      assignment_map=presets.assignment_map(preset.trainable_regexes),
       log_period=2, checkpoint_period=2, eval_mode=None)
   trained = set(_flat(result.trainable))
   abstract = flax.core.meta.unbox(jax.eval_shape(model.init,
                                                  jax.random.PRNGKey(0)))
-  assert trained == set(methods.method_param_names(
+  assert trained == set(presets.method_param_names(
       sorted(_flat(abstract)), preset.trainable_regexes))
   assert all(n.split('/')[1] == 'prefix' for n in trained)
   restored = ocp.StandardCheckpointer().restore(
       os.path.join(tmp_path, 'run', 'train_state', '2', 'default'))
   assert set(_flat(restored['trainable'])) == trained
   assert _state_names(restored['opt_state'], trained) == trained
-  again = checkpoints.load_t5x(path)
+  again = t5x.load_t5x(path)
   for param, value in _flat(params).items():
     np.testing.assert_array_equal(_flat(again)[param], value)
   full = trainer.merge_params(result.trainable, params)
@@ -526,6 +532,7 @@ def test_trainer_keeps_the_checkpoint_and_its_export_serves(tmp_path,
   _infer_matches_training_time_scores(tmp_path, model, full, exported)
 
 
+@pytest.mark.slow
 def test_merged_lora_export_evaluates(tmp_path, embedded_model):
   """The eval command's config (`embedded/prompt_eval.gin`) with the export's
   `serve.gin` evaluates the merged LoRA kernels of the exported checkpoint
@@ -534,7 +541,7 @@ def test_merged_lora_export_evaluates(tmp_path, embedded_model):
   from prompt_tuning.serving import inference  # pylint: disable=g-import-not-at-top
   from prompt_tuning.experiments import sweep  # pylint: disable=g-import-not-at-top
   _, params, _, _ = embedded_model
-  preset = methods.PRESETS['lora']
+  preset = presets.PRESETS['lora']
   model = _embedded(embedded_model, preset)
   init = flax.core.meta.unbox(model.init(jax.random.PRNGKey(0)))
   frozen = _flat(params)
@@ -571,7 +578,7 @@ def offline_labels():
 
 @pytest.mark.parametrize('name', ALL)
 def test_gin_file_matches_the_preset(name):
-  preset = methods.PRESETS[name]
+  preset = presets.PRESETS[name]
   gin.clear_config()
   try:
     gin_utils.parse_gin_flags(
@@ -587,7 +594,7 @@ def test_gin_file_matches_the_preset(name):
     assert module.prompt_length == expected.prompt_length(length)
     assert tuple(arguments['trainable_regexes']) == preset.trainable_regexes
     assert tuple(map(tuple, arguments['assignment_map'])) == (
-        methods.assignment_map(preset.trainable_regexes))
+        presets.assignment_map(preset.trainable_regexes))
     assert gin.query_parameter('%LEARNING_RATE') == preset.learning_rate
   finally:
     gin.clear_config()
@@ -615,7 +622,7 @@ def test_gin_overrides_reach_the_method_configs():
 
 def test_unknown_method_lists_the_known_ones():
   with pytest.raises(ValueError, match="unknown method 'lorra'") as error:
-    methods.preset('lorra')
+    presets.preset('lorra')
   for name in ALL:
     assert name in str(error.value)
 
@@ -633,7 +640,7 @@ def test_lora_rank_larger_than_the_projection_is_an_error(config, batch):
 
 def test_prefix_file_of_another_shape_is_an_error(tmp_path, config, batch):
   path = str(tmp_path / 'prefix.safetensors')
-  method_export.save_method_params(
+  params_lib.save_method_params(
       {'encoder/prefix/key': np.zeros((2, 5, 15), np.float32),
        'encoder/prefix/value': np.zeros((2, P, 15), np.float32)}, path)
   module = t5.Transformer(config, methods=methods.Methods(
@@ -644,7 +651,7 @@ def test_prefix_file_of_another_shape_is_an_error(tmp_path, config, batch):
     module.init(jax.random.PRNGKey(0), batch['encoder_input_tokens'],
                 batch['decoder_input_tokens'])
   encoder_only = str(tmp_path / 'encoder_prefix.safetensors')
-  method_export.save_method_params(
+  params_lib.save_method_params(
       {'encoder/prefix/key': np.zeros((2, P, 15), np.float32),
        'encoder/prefix/value': np.zeros((2, P, 15), np.float32)}, encoder_only)
   decoder = t5.Transformer(config, methods=methods.Methods(
@@ -653,8 +660,8 @@ def test_prefix_file_of_another_shape_is_an_error(tmp_path, config, batch):
     decoder.init(jax.random.PRNGKey(0), batch['encoder_input_tokens'],
                  batch['decoder_input_tokens'])
   with pytest.raises(FileNotFoundError, match='missing.safetensors'):
-    method_export.read_method_param(str(tmp_path / 'missing.safetensors'),
-                                    'encoder/prefix/key', (2, P, 15))
+    params_lib.read_method_param(str(tmp_path / 'missing.safetensors'),
+                                 'encoder/prefix/key', (2, P, 15))
 
 
 @pytest.mark.parametrize('make, message', [

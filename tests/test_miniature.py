@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from prompt_tuning import dry_run
-from prompt_tuning import embedded
-from prompt_tuning import miniature
+from prompt_tuning.checkpoints import embedded
+from prompt_tuning.cli import config_check
+from prompt_tuning.experiments import miniature
 
 
 def _unique(plan):
@@ -44,11 +44,11 @@ def test_every_run_of_the_full_plan_passes_the_dry_run(tmp_path):
   for run in _unique(miniature.FULL):
     files, bindings = miniature.gin_arguments(miniature.FULL, run,
                                               str(tmp_path / run.name))
-    configs.append(dry_run.config_from_args(
+    configs.append(config_check.config_from_args(
         [f'--gin_file={f}' for f in files] +
         ['--gin.' + b.replace(' = ', '=', 1) for b in bindings] +
         ['--num_devices=1']))
-  estimates, failures = dry_run.run_configs(configs)
+  estimates, failures = config_check.run_configs(configs)
   assert not failures, failures
   assert len(estimates) == len(configs)
 
@@ -103,6 +103,7 @@ def test_findings_state_the_measured_differences():
   assert '| 32 | 70.0 | n/a | 30.0 |' in table
 
 
+@pytest.mark.slow
 def test_bad_flags_exit_non_zero_naming_the_value(tmp_path):
   result = subprocess.run(
       [sys.executable, '-m', 'prompt_tuning.miniature',
@@ -113,6 +114,7 @@ def test_bad_flags_exit_non_zero_naming_the_value(tmp_path):
   assert not (tmp_path / 'runs').exists()
 
 
+@pytest.mark.slow
 def test_tiny_miniature_end_to_end(tmp_path):
   plan = dataclasses.replace(
       miniature.FULL, sizes=('tiny',), seeds=1, train_steps=2,

@@ -44,11 +44,25 @@ def test_loss_is_summed_cross_entropy_plus_z_loss(model, tiny_params):
 
 
 def test_label_smoothing_changes_loss(tiny_config, tiny_params):
+  """The loss becomes the cross entropy against the smoothed targets: 0.9 on
+  the target token, 0.1 spread evenly over the other V - 1 tokens."""
+  smoothing = 0.1
   smooth = models.EncoderDecoderModel(t5.Transformer(tiny_config),
-                                      label_smoothing=0.1)
+                                      label_smoothing=smoothing)
   plain = models.EncoderDecoderModel(t5.Transformer(tiny_config))
-  assert smooth.loss_fn(tiny_params, BATCH, None)[0] != plain.loss_fn(
-      tiny_params, BATCH, None)[0]
+  loss = smooth.loss_fn(tiny_params, BATCH, None)[0]
+  logits = np.asarray(plain.module.apply(
+      {'params': tiny_params}, ENC, BATCH['decoder_input_tokens'],
+      TGT)).astype(np.float64)
+  vocab_size = logits.shape[-1]
+  log_z = np.log(np.exp(logits).sum(-1))  # [B, U]
+  log_probs = logits - log_z[..., None]  # [B, U, V]
+  targets = np.full(logits.shape, smoothing / (vocab_size - 1))
+  np.put_along_axis(targets, TGT[..., None], 1.0 - smoothing, -1)
+  token_loss = -(targets * log_probs).sum(-1) + 1e-4 * log_z**2
+  expected = np.sum(token_loss * BATCH['decoder_loss_weights'])
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+  assert abs(expected - plain.loss_fn(tiny_params, BATCH, None)[0]) > 1e-2
 
 
 def test_score_batch_sums_target_log_probs(model, tiny_params):

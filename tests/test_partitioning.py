@@ -232,11 +232,13 @@ def sharded_results():
   return json.loads(proc.stdout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', _SHARDED_CHECKS)
 def test_sharded(sharded_results, name):
   assert name in sharded_results, sorted(sharded_results)
   assert sharded_results[name]['ok'], sharded_results[name]['detail']
 
 
+@pytest.mark.slow
 def test_sharded_check_list_is_complete(sharded_results):
   assert sorted(sharded_results) == sorted(_SHARDED_CHECKS)

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from prompt_tuning import checkpoints
-from prompt_tuning import peft_interop
+from prompt_tuning.checkpoints import prompt_files
+from prompt_tuning.interop import hf
+from prompt_tuning.interop import peft as peft_adapters
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import hf_reference  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -30,9 +31,9 @@ def _prompt(shape=(5, 13), dtype=np.float32, seed=0):
 
 def _write(peft_dir, config, embeddings):
   os.makedirs(peft_dir, exist_ok=True)
-  with open(os.path.join(peft_dir, peft_interop.CONFIG_FILE), 'w') as f:
+  with open(os.path.join(peft_dir, peft_adapters.CONFIG_FILE), 'w') as f:
     json.dump(config, f)
-  with open(os.path.join(peft_dir, peft_interop.WEIGHTS_FILE), 'wb') as f:
+  with open(os.path.join(peft_dir, peft_adapters.WEIGHTS_FILE), 'wb') as f:
     f.write(safetensors.numpy.save(embeddings))
 
 
@@ -40,9 +41,9 @@ def _write(peft_dir, config, embeddings):
 def test_round_trip_is_bit_identical(tmp_path, dtype):
   prompt = _prompt(dtype=dtype)
   prompt[0, 0] = -0.0  # the sign of zero survives too
-  peft_interop.export_peft(prompt, tmp_path / 'adapter',
+  peft_adapters.export_peft(prompt, tmp_path / 'adapter',
                            base_model_name_or_path='google/t5-v1_1-base')
-  back = peft_interop.import_peft(tmp_path / 'adapter')
+  back = peft_adapters.import_peft(tmp_path / 'adapter')
   assert back.dtype == prompt.dtype
   np.testing.assert_array_equal(back, prompt)
   assert back.tobytes() == prompt.tobytes()
@@ -50,19 +51,19 @@ def test_round_trip_is_bit_identical(tmp_path, dtype):
 
 def test_bfloat16_is_written_as_exact_float32(tmp_path):
   prompt = _prompt().astype(ml_dtypes.bfloat16)
-  peft_interop.export_peft(prompt, tmp_path, base_model_name_or_path=None)
-  back = peft_interop.import_peft(tmp_path)
+  peft_adapters.export_peft(prompt, tmp_path, base_model_name_or_path=None)
+  back = peft_adapters.import_peft(tmp_path)
   assert back.dtype == np.float32
   np.testing.assert_array_equal(back, prompt.astype(np.float32))
 
 
 def test_exported_files(tmp_path):
-  peft_interop.export_peft(
+  peft_adapters.export_peft(
       _prompt((7, 13)), tmp_path, base_model_name_or_path='google/t5-v1_1-base',
       config_overrides={'num_layers': 12, 'revision': 'main'})
-  assert sorted(os.listdir(tmp_path)) == [peft_interop.CONFIG_FILE,
-                                          peft_interop.WEIGHTS_FILE]
-  config = json.loads((tmp_path / peft_interop.CONFIG_FILE).read_text())
+  assert sorted(os.listdir(tmp_path)) == [peft_adapters.CONFIG_FILE,
+                                          peft_adapters.WEIGHTS_FILE]
+  config = json.loads((tmp_path / peft_adapters.CONFIG_FILE).read_text())
   assert {k: config[k] for k in (
       'peft_type', 'task_type', 'num_virtual_tokens', 'token_dim',
       'num_transformer_submodules', 'base_model_name_or_path', 'num_layers',
@@ -74,7 +75,7 @@ def test_exported_files(tmp_path):
           'revision': 'main', 'inference_mode': True,
           'prompt_tuning_init': 'RANDOM'}
   tensors = safetensors.numpy.load(
-      (tmp_path / peft_interop.WEIGHTS_FILE).read_bytes())
+      (tmp_path / peft_adapters.WEIGHTS_FILE).read_bytes())
   assert list(tensors) == ['prompt_embeddings']
   assert tensors['prompt_embeddings'].shape == (7, 13)
 
@@ -89,7 +90,7 @@ def test_exported_files(tmp_path):
 ])
 def test_export_errors(tmp_path, prompt, overrides, message):
   with pytest.raises(ValueError, match=message):
-    peft_interop.export_peft(prompt, tmp_path, base_model_name_or_path=None,
+    peft_adapters.export_peft(prompt, tmp_path, base_model_name_or_path=None,
                              config_overrides=overrides)
   assert not os.listdir(tmp_path)
 
@@ -100,7 +101,7 @@ def test_two_submodules_keep_the_encoder_block(tmp_path):
                     'num_virtual_tokens': 4, 'token_dim': 13,
                     'num_transformer_submodules': None},
          {'prompt_embeddings': both})
-  np.testing.assert_array_equal(peft_interop.import_peft(tmp_path), both[:4])
+  np.testing.assert_array_equal(peft_adapters.import_peft(tmp_path), both[:4])
 
 
 _GOOD = {'peft_type': 'PROMPT_TUNING', 'task_type': 'SEQ_2_SEQ_LM',
@@ -124,22 +125,22 @@ _GOOD = {'peft_type': 'PROMPT_TUNING', 'task_type': 'SEQ_2_SEQ_LM',
 def test_import_errors_name_the_file(tmp_path, config, embeddings, message):
   _write(tmp_path, config, embeddings or {'prompt_embeddings': _prompt()})
   with pytest.raises(ValueError, match=message) as error:
-    peft_interop.import_peft(tmp_path)
+    peft_adapters.import_peft(tmp_path)
   assert str(tmp_path) in str(error.value)
 
 
 def test_import_missing_files(tmp_path):
   with pytest.raises(FileNotFoundError, match='does not exist'):
-    peft_interop.import_peft(tmp_path / 'nowhere')
+    peft_adapters.import_peft(tmp_path / 'nowhere')
   with pytest.raises(FileNotFoundError, match='adapter_config.json'):
-    peft_interop.import_peft(tmp_path)
-  (tmp_path / peft_interop.CONFIG_FILE).write_text(json.dumps(_GOOD))
+    peft_adapters.import_peft(tmp_path)
+  (tmp_path / peft_adapters.CONFIG_FILE).write_text(json.dumps(_GOOD))
   (tmp_path / 'adapter_model.bin').write_bytes(b'')
   with pytest.raises(FileNotFoundError, match='safe_serialization'):
-    peft_interop.import_peft(tmp_path)
-  (tmp_path / peft_interop.CONFIG_FILE).write_text('{not json')
+    peft_adapters.import_peft(tmp_path)
+  (tmp_path / peft_adapters.CONFIG_FILE).write_text('{not json')
   with pytest.raises(ValueError, match='not valid JSON'):
-    peft_interop.import_peft(tmp_path)
+    peft_adapters.import_peft(tmp_path)
 
 
 def _cli(*args):
@@ -151,14 +152,14 @@ def _cli(*args):
 
 def test_cli_export_then_import(tmp_path):
   prompt = _prompt()
-  checkpoints.save_prompt(prompt, tmp_path / 'prompt.npy')
+  prompt_files.save_prompt(prompt, tmp_path / 'prompt.npy')
   result = _cli('export', f'--prompt={tmp_path / "prompt.npy"}',
                 f'--output_dir={tmp_path / "adapter"}',
                 '--base_model_name_or_path=google/t5-v1_1-base',
                 '--config_overrides={"num_layers": 12}')
   assert result.returncode == 0, result.stderr[-3000:]
   config = json.loads(
-      (tmp_path / 'adapter' / peft_interop.CONFIG_FILE).read_text())
+      (tmp_path / 'adapter' / peft_adapters.CONFIG_FILE).read_text())
   assert config['num_layers'] == 12
   result = _cli('import', f'--peft_dir={tmp_path / "adapter"}',
                 f'--output={tmp_path / "back.npy"}')
@@ -180,11 +181,11 @@ def test_peft_runs_an_export_as_our_model_does(tmp_path):
   import torch  # pylint: disable=g-import-not-at-top
   from prompt_tuning.model import t5  # pylint: disable=g-import-not-at-top
   params = hf_reference.tiny_params(seed=1)
-  checkpoints.save_hf_safetensors(params, tmp_path / 'model.safetensors')
+  hf.save_hf_safetensors(params, tmp_path / 'model.safetensors')
   model = hf_reference.hf_model(hf_reference.TINY_CONFIG,
                                 tmp_path / 'model.safetensors')
   prompt = _prompt((4, hf_reference.TINY_CONFIG['emb_dim']), seed=2)
-  peft_interop.export_peft(prompt, tmp_path / 'adapter',
+  peft_adapters.export_peft(prompt, tmp_path / 'adapter',
                            base_model_name_or_path=None)
   peft_model = peft.PeftModel.from_pretrained(model, tmp_path / 'adapter')
   peft_model.eval()
@@ -222,6 +223,6 @@ def test_import_an_adapter_saved_by_peft(tmp_path, submodules):
   weights = weights.detach().numpy()
   # PEFT's default for seq2seq is two blocks of num_virtual_tokens rows.
   assert weights.shape == ((10 if submodules is None else 5), 12)
-  prompt = peft_interop.import_peft(tmp_path)
+  prompt = peft_adapters.import_peft(tmp_path)
   assert prompt.dtype == np.float32
   np.testing.assert_array_equal(prompt, weights[:5])

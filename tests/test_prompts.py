@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prompt_tuning import checkpoints
+from prompt_tuning.checkpoints import prompt_files
 from prompt_tuning.model import prompts
 
 TABLE = np.arange(40 * 6, dtype=np.float32).reshape(40, 6) / 100.0
@@ -34,9 +34,18 @@ def test_sampled_vocab_rows_come_from_population():
 
 
 def test_sampled_vocab_longer_than_population_repeats():
-  prompt = prompts.from_sampled_vocab(TABLE, population_size=3)(
-      jax.random.PRNGKey(1), (7, 6))
+  prompt = np.asarray(prompts.from_sampled_vocab(TABLE, population_size=3)(
+      jax.random.PRNGKey(1), (7, 6)))
   assert prompt.shape == (7, 6)
+  # Each row is a row of the table, drawn from the first 3 only.
+  matches = [np.where(np.all(TABLE == row, axis=1))[0] for row in prompt]
+  assert all(len(m) == 1 for m in matches), prompt
+  rows = [int(m[0]) for m in matches]
+  assert all(r < 3 for r in rows), rows
+  # 7 draws from 3 tokens must repeat; with replacement, every key spreads
+  # them, this one over all three.
+  assert len(set(rows)) < len(rows)
+  assert set(rows) == {0, 1, 2}, rows
 
 
 def test_class_labels_average_subtokens_and_fill_rest():
@@ -80,7 +89,7 @@ def test_embedding_from_npy_file(tmp_path):
 def test_from_file_checks_shape_and_names_file(tmp_path):
   path = tmp_path / 'prompt.npy'
   saved = np.random.RandomState(0).randn(4, 6).astype(np.float32)
-  checkpoints.save_prompt(saved, path)
+  prompt_files.save_prompt(saved, path)
   np.testing.assert_array_equal(
       prompts.from_file(path)(jax.random.PRNGKey(0), (4, 6)), saved)
   with pytest.raises(ValueError) as error:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import seqio
 
-from prompt_tuning import checkpoints
+from prompt_tuning.checkpoints import prompt_files
+from prompt_tuning.checkpoints import t5x
 from prompt_tuning.model import prompts
 from prompt_tuning.model import t5
 
@@ -29,7 +30,7 @@ def _abstract_params(config, prompt_length=0):
 
 
 def test_reference_tree_is_exactly_the_module_tree(reference_path):
-  params = checkpoints.load_t5x(reference_path(CHECKPOINT))
+  params = t5x.load_t5x(reference_path(CHECKPOINT))
   expected = _abstract_params(TINY_REFERENCE)
   flat = flax.traverse_util.flatten_dict(params, sep='/')
   want = flax.traverse_util.flatten_dict(expected, sep='/')
@@ -37,12 +38,12 @@ def test_reference_tree_is_exactly_the_module_tree(reference_path):
   for name, value in flat.items():
     assert value.shape == want[name].shape, name
     assert value.dtype == np.float32, name
-  checkpoints.check_tree(params, expected, source='reference')
+  t5x.check_tree(params, expected, source='reference')
 
 
 def test_forward_pass_on_reference_checkpoint(reference_path):
   expected = _abstract_params(TINY_REFERENCE)
-  params = checkpoints.load_t5x(reference_path(CHECKPOINT), like=expected)
+  params = t5x.load_t5x(reference_path(CHECKPOINT), like=expected)
   model = t5.Transformer(TINY_REFERENCE)
   logits = model.apply({'params': params}, np.array([[37, 423, 1, 0]]),
                        np.array([[0, 1465]]), np.array([[1465, 1]]))
@@ -56,7 +57,7 @@ def test_reference_checkpoint_loads_with_a_fresh_prompt(reference_path):
   variables = model.init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32),
                          jnp.ones((1, 2), jnp.int32))
   init = flax.core.meta.unbox(variables['params'])
-  params = checkpoints.load_t5x(
+  params = t5x.load_t5x(
       reference_path(CHECKPOINT), like=init,
       assignment_map=[(r'encoder/prompt/.*', None)])
   np.testing.assert_array_equal(params['encoder']['prompt']['prompt']['prompt'],
@@ -71,15 +72,15 @@ def test_tree_not_matching_the_config_names_path_and_parameter(reference_path):
   wrong = _abstract_params(dataclasses.replace(TINY_REFERENCE, mlp_dim=6))
   path = str(reference_path(CHECKPOINT))
   with pytest.raises(ValueError) as error:
-    checkpoints.load_t5x(path, like=wrong)
+    t5x.load_t5x(path, like=wrong)
   assert path in str(error.value)
   assert 'mlp/wi_0/kernel' in str(error.value)
 
 
 def test_save_then_load_is_bit_identical(reference_path, tmp_path):
-  params = checkpoints.load_t5x(reference_path(CHECKPOINT))
-  checkpoints.save_t5x(params, tmp_path / 'checkpoint_0')
-  again = checkpoints.load_t5x(tmp_path / 'checkpoint_0')
+  params = t5x.load_t5x(reference_path(CHECKPOINT))
+  t5x.save_t5x(params, tmp_path / 'checkpoint_0')
+  again = t5x.load_t5x(tmp_path / 'checkpoint_0')
   flat, flat_again = (flax.traverse_util.flatten_dict(t, sep='/')
                       for t in (params, again))
   assert sorted(flat) == sorted(flat_again)
@@ -131,7 +132,7 @@ def test_multi_token_label_is_averaged(reference_path):
 def test_released_prompts_load_as_base_sized(reference_path, task):
   path = reference_path(f'released_prompts/t5_1_1_lm100k_base/{task}.npy')
   shape = (100, t5.CONFIGS['base'].emb_dim)
-  prompt = checkpoints.load_prompt(path, expected_shape=shape)
+  prompt = prompt_files.load_prompt(path, expected_shape=shape)
   assert prompt.shape == shape and prompt.dtype == np.float32
   init = prompts.from_file(path)
   np.testing.assert_array_equal(init(jax.random.PRNGKey(0), shape), prompt)

@@ -11,8 +11,11 @@ import jax
 import numpy as np
 import pytest
 
+from prompt_tuning.experiments import gin_text
 from prompt_tuning.experiments import paper_numbers
-from prompt_tuning import report
+from prompt_tuning.experiments import reports
+from prompt_tuning.experiments import runs as runs_lib
+from prompt_tuning.model import costs
 from prompt_tuning.model import t5
 
 # Odd sizes, so that a count mixing up axes fails.
@@ -159,9 +162,9 @@ def _traced_shapes(config, prompt_length):
 ])
 def test_parameter_shapes_match_the_model(overrides, prompt_length):
   config = t5.T5Config(**{**TINY, **overrides})
-  assert report.parameter_shapes(config, prompt_length) == _traced_shapes(
+  assert costs.t5_parameter_shapes(config, prompt_length) == _traced_shapes(
       config, prompt_length)
-  assert report.count_parameters(config, prompt_length) == sum(
+  assert costs.count_parameters(config, prompt_length) == sum(
       math.prod(s) for s in _traced_shapes(config, prompt_length).values())
 
 
@@ -169,10 +172,10 @@ def test_parameter_shapes_match_the_model(overrides, prompt_length):
 def test_count_parameters_gives_paper_table4(size):
   trainable, total = paper_numbers.TABLE4_PARAMETERS[size]
   config = t5.CONFIGS[size]
-  assert report.count_parameters(config, 100) == total
-  assert (report.count_parameters(config, 100) -
-          report.count_parameters(config, 0)) == trainable
-  assert report.size_name(config) == size
+  assert costs.count_parameters(config, 100) == total
+  assert (costs.count_parameters(config, 100) -
+          costs.count_parameters(config, 0)) == trainable
+  assert runs_lib.size_name(config) == size
 
 
 # ---------------------------------------------------------------------------
@@ -181,7 +184,7 @@ def test_count_parameters_gives_paper_table4(size):
 
 
 def test_read_run_infers_the_setting(tmp_path):
-  run = report.read_run(make_run(
+  run = runs_lib.read_run(make_run(
       tmp_path, 'a', metrics={'accuracy': 75.0}, prompt_length=7,
       init='from_class_labels', seed=3, steps=50, best_step=40))
   config = t5.T5Config(**TINY)
@@ -192,26 +195,26 @@ def test_read_run_infers_the_setting(tmp_path):
   assert run.best_step == 40 and run.score == 75.0
   assert run.learning_rate == 0.3
   assert run.pretraining == 'LM adaptation 100K'
-  assert run.model_parameters == report.count_parameters(config, 0)
+  assert run.model_parameters == costs.count_parameters(config, 0)
   assert run.trainable_parameters == 7 * TINY['emb_dim']
-  assert run.total_parameters == report.count_parameters(config, 7)
+  assert run.total_parameters == costs.count_parameters(config, 7)
   assert run.metrics == {'taskless_offline_topic': {'accuracy': 75.0}}
 
 
 def test_read_run_model_and_multi_task(tmp_path):
-  model = report.read_run(make_run(tmp_path, 'm', metrics={'accuracy': 1.0},
+  model = runs_lib.read_run(make_run(tmp_path, 'm', metrics={'accuracy': 1.0},
                                    method='model', prompt_length=0,
                                    block=True))
   assert model.method == 'model tuning' and model.init == ''
   assert model.trainable_parameters == model.model_parameters
   assert model.learning_rate == 0.001
-  multi = report.read_run(make_run(
+  multi = runs_lib.read_run(make_run(
       tmp_path, 'mt', method='model', prompt_length=0, task='offline_all',
       metrics={'offline_topic': {'accuracy': 90.0},
                'offline_sentiment': {'accuracy': 80.0}}))
   assert multi.method == 'multi-task model tuning'
   # A transfer mixture evaluates two tasks but trains on one.
-  transfer = report.read_run(make_run(
+  transfer = runs_lib.read_run(make_run(
       tmp_path, 'tr', task='taskless_glue_qqp_to_mrpc_v002',
       metrics={'taskless_glue_qqp_as_mrpc_v002': {'accuracy': 1.0},
                'taskless_glue_mrpc_from_qqp_v002': {'accuracy': 1.0}}))
@@ -222,7 +225,7 @@ def test_read_run_paper_size_is_named(tmp_path):
   sizes = {f: getattr(t5.CONFIGS['base'], f)
            for f in ('vocab_size', 'emb_dim', 'num_heads', 'head_dim',
                      'mlp_dim', 'num_encoder_layers', 'num_decoder_layers')}
-  run = report.read_run(make_run(tmp_path, 'b', metrics={'accuracy': 1.0},
+  run = runs_lib.read_run(make_run(tmp_path, 'b', metrics={'accuracy': 1.0},
                                  sizes=sizes, prompt_length=100))
   assert run.model == 'T5 1.1 Base'
   assert run.total_parameters == paper_numbers.TABLE4_PARAMETERS['base'][1]
@@ -242,12 +245,12 @@ def test_read_run_paper_size_is_named(tmp_path):
      'corpus_topic', 'LM adaptation 300 steps'),
 ])
 def test_infer_pretraining(checkpoint, task, expected):
-  assert report.infer_pretraining(checkpoint, task) == expected
+  assert runs_lib.infer_pretraining(checkpoint, task) == expected
 
 
 def test_infer_pretraining_embedded():
-  reference = report.GinReference('embedded.checkpoint_path', True)
-  assert report.infer_pretraining(reference, 'x') == 'embedded (offline_all)'
+  reference = gin_text.GinReference('embedded.checkpoint_path', True)
+  assert runs_lib.infer_pretraining(reference, 'x') == 'embedded (offline_all)'
 
 
 @pytest.mark.parametrize('missing', ['config.gin', 'best_prompt.json',
@@ -256,18 +259,18 @@ def test_missing_file_names_the_run_dir(tmp_path, missing):
   run_dir = make_run(tmp_path, 'broken', metrics={'accuracy': 1.0})
   (pathlib.Path(run_dir) / missing).unlink()
   with pytest.raises(FileNotFoundError, match=rf'{run_dir}.*{missing}'):
-    report.write_report([run_dir], str(tmp_path / 'out'), figures=False)
+    reports.write_report([run_dir], str(tmp_path / 'out'), figures=False)
 
 
 def test_missing_run_dir_and_bad_json(tmp_path):
   with pytest.raises(FileNotFoundError, match='nowhere'):
-    report.read_run(str(tmp_path / 'nowhere'))
+    runs_lib.read_run(str(tmp_path / 'nowhere'))
   run_dir = make_run(tmp_path, 'bad', metrics={'accuracy': 1.0})
   (pathlib.Path(run_dir) / 'best_prompt.json').write_text('{"step": 1}')
   with pytest.raises(ValueError, match='best_prompt.json.*"score"'):
-    report.read_run(run_dir)
+    runs_lib.read_run(run_dir)
   with pytest.raises(ValueError, match='no run directories'):
-    report.write_report([], str(tmp_path / 'out'))
+    reports.write_report([], str(tmp_path / 'out'))
 
 
 # ---------------------------------------------------------------------------
@@ -298,13 +301,13 @@ def many_runs(tmp_path):
 
 
 def test_summary_means_and_stds(tmp_path, many_runs):
-  written = report.write_report(many_runs, str(tmp_path / 'out'),
+  written = reports.write_report(many_runs, str(tmp_path / 'out'),
                                 figures=False)
   text = pathlib.Path(written['report']).read_text()
   rows = table_rows(section(text, 'Summary'), 'taskless_offline_topic')
   by_key = {(r[1], r[3], r[5]): r for r in rows}
-  tiny = f'{report.count_parameters(t5.T5Config(**TINY)):,}'
-  wide = f'{report.count_parameters(t5.T5Config(**WIDER)):,}'
+  tiny = f'{costs.count_parameters(t5.T5Config(**TINY)):,}'
+  wide = f'{costs.count_parameters(t5.T5Config(**WIDER)):,}'
   # mean(70, 75, 77) = 74, sample std sqrt((16 + 1 + 9) / 2) = 3.606.
   row = by_key[('prompt tuning', tiny, '20')]
   assert row[10] == '0, 1, 2' and row[11] == '74.00 ± 3.61'
@@ -331,7 +334,7 @@ def test_summary_means_and_stds(tmp_path, many_runs):
 def test_figures_are_png_images(tmp_path, many_runs):
   _needs_matplotlib()
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  written = report.write_report(many_runs, str(tmp_path / 'out'))
+  written = reports.write_report(many_runs, str(tmp_path / 'out'))
   names = {'figure1_taskless_offline_topic', 'figure3_taskless_offline_topic'}
   assert names <= set(written)
   for name in names:
@@ -355,7 +358,7 @@ def test_mrqa_table_with_paper_reference(tmp_path):
           metrics={'squad_v110': {'f1': 90.0 + seed, 'exact_match': 80.0},
                    'mrqa_textbook_qa_v100': {'f1': f1,
                                              'exact_match': 40.0}}))
-  text = pathlib.Path(report.write_report(runs, str(tmp_path / 'out'),
+  text = pathlib.Path(reports.write_report(runs, str(tmp_path / 'out'),
                                           figures=False)['report']).read_text()
   table = section(text, 'MRQA')
   header = next(l for l in table.splitlines() if l.startswith('| dataset'))
@@ -381,7 +384,7 @@ def test_paraphrase_table_with_paper_reference(tmp_path):
                             'taskless_glue_mrpc_from_qqp_v002':
                                 {'accuracy': acc, 'f1': f1}})
           for seed, (acc, f1) in enumerate(((70.0, 80.0), (72.0, 82.0)))]
-  text = pathlib.Path(report.write_report(runs, str(tmp_path / 'out'),
+  text = pathlib.Path(reports.write_report(runs, str(tmp_path / 'out'),
                                           figures=False)['report']).read_text()
   (row,) = [r for r in table_rows(section(text, 'Paraphrase'),
                                   'T5 d_model 13, 2+2 layers')]
@@ -411,7 +414,7 @@ def test_ensemble_table(tmp_path):
       'prompts': [{'file': 'a.npy', 'metrics': _superglue_metrics(0)}],
       'average': _superglue_metrics(0), 'best': _superglue_metrics(1),
       'ensemble': _superglue_metrics(2)}))
-  text = pathlib.Path(report.write_report(
+  text = pathlib.Path(reports.write_report(
       [str(flat), str(nested)], str(tmp_path / 'out'))['report']).read_text()
   rte = table_rows(section(text, f'Prompt ensemble (Table 3-like): {flat}'),
                    'taskless_super_glue_rte_v102')
@@ -431,7 +434,7 @@ def test_bad_ensemble_report(tmp_path):
   path = tmp_path / 'e.json'
   path.write_text(json.dumps({'prompts': [], 'average': {}}))
   with pytest.raises(ValueError, match=rf'{path}.*best.*ensemble'):
-    report.read_ensemble_report(str(path))
+    runs_lib.read_ensemble_report(str(path))
 
 
 def test_command_line(tmp_path):

@@ -67,6 +67,7 @@ def test_format_example_shows_text_ids_and_pieces(name):
   assert 'targets pieces: ' in out and '</s>' in out
 
 
+@pytest.mark.slow
 def test_cli_prints_examples(cli):
   result = cli['ok']
   assert result.returncode == 0, result.stderr
@@ -79,6 +80,7 @@ def test_cli_prints_examples(cli):
   assert expected[2]['inputs'] not in result.stdout
 
 
+@pytest.mark.slow
 def test_cli_unknown_name_lists_close_names_and_fails(cli):
   result = cli['unknown']
   assert result.returncode != 0

@@ -10,12 +10,14 @@ import jax
 import numpy as np
 import pytest
 
-from prompt_tuning import checkpoints
-from prompt_tuning import embedded
+from prompt_tuning.checkpoints import embedded
+from prompt_tuning.checkpoints import t5x
 from prompt_tuning.model import models
+from prompt_tuning.model import prompts
 from prompt_tuning.model import t5
-from prompt_tuning.training import trainer
 from prompt_tuning.tasks import offline
+from prompt_tuning.training import setup as setup_lib
+from prompt_tuning.training import trainer
 
 TASK = 'taskless_offline_topic'
 LENGTHS = {'inputs': 16, 'targets': 4}
@@ -28,7 +30,7 @@ def _flat(tree):
 @pytest.fixture(scope='module')
 def frozen_checkpoint():
   path = embedded.checkpoint_path()
-  return path, checkpoints.load_t5x(path)
+  return path, t5x.load_t5x(path)
 
 
 def _model(params, prompt_length=5):
@@ -77,7 +79,7 @@ def test_train_step_changes_only_trainable_and_has_no_frozen_state(
   full = {**_flat(params), **{k: v for k, v in _flat(init).items()
                                if 'prompt' in k}}
   trainable, frozen = trainer.split_params(flax.traverse_util.unflatten_dict(
-      full, sep='/'), [trainer.PROMPT_REGEX])
+      full, sep='/'), [prompts.PROMPT_REGEX])
   assert list(_flat(trainable)) == ['encoder/prompt/prompt/prompt']
   optimizer = trainer.adafactor()
   opt_state = optimizer.init(trainable)
@@ -116,7 +118,7 @@ def test_frozen_parameters_bit_identical_after_training(prompt_run,
     assert os.listdir(os.path.join(model_dir, name)) == [
         'encoder.prompt.prompt.prompt.npy']
   # And the checkpoint we started from is untouched.
-  again = checkpoints.load_t5x(embedded.checkpoint_path())
+  again = t5x.load_t5x(embedded.checkpoint_path())
   for name, value in _flat(params).items():
     np.testing.assert_array_equal(_flat(again)[name], value)
 
@@ -160,6 +162,7 @@ def test_resuming_a_finished_run_does_nothing_more(prompt_run,
       _flat(result.trainable)['encoder/prompt/prompt/prompt'])
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted(tmp_path, frozen_checkpoint):
   path, params = frozen_checkpoint
   straight = _train(tmp_path / 'straight', path, _model(params),
@@ -193,7 +196,6 @@ def test_trainable_regex_matching_nothing(tmp_path, frozen_checkpoint):
 
 
 def test_prompt_file_of_wrong_shape_is_named(tmp_path, frozen_checkpoint):
-  from prompt_tuning.model import prompts  # pylint: disable=g-import-not-at-top
   path, params = frozen_checkpoint
   prompt_file = tmp_path / 'prompt.npy'
   np.save(prompt_file, np.zeros((7, 128), np.float32))
@@ -208,6 +210,7 @@ def test_prompt_file_of_wrong_shape_is_named(tmp_path, frozen_checkpoint):
   assert '(7, 128)' in str(error.value) and '(5, 128)' in str(error.value)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
     tmp_path, frozen_checkpoint):
   path, params = frozen_checkpoint
@@ -234,7 +237,7 @@ def test_assignment_map_first_matching_rule_wins(tmp_path, frozen_checkpoint):
   model = _model(params, prompt_length=0)
   abstract = flax.core.meta.unbox(jax.eval_shape(model.init,
                                                  jax.random.PRNGKey(0)))
-  setup = trainer.setup_model(
+  setup = setup_lib.setup_model(
       model, path, assignment_map=[
           (r'encoder/encoder_norm/scale', r'decoder/decoder_norm/scale'),
           (r'encoder/.*_norm/scale', None)], seed=0)
@@ -262,6 +265,7 @@ def test_prompt_diagnostics_reach_tensorboard(prompt_run):
   assert 'loss_per_token' in tags
 
 
+@pytest.mark.slow
 def test_best_step_is_selected_on_the_named_tasks_only(tmp_path,
                                                        frozen_checkpoint):
   import json  # pylint: disable=g-import-not-at-top
@@ -282,6 +286,7 @@ def test_best_step_is_selected_on_the_named_tasks_only(tmp_path,
            selection_tasks=['taskless_offline_weekend'])
 
 
+@pytest.mark.slow
 def test_zero_shot_evaluation_is_the_frozen_model_without_prompt(
     tmp_path, frozen_checkpoint):
   from prompt_tuning.training import evaluation  # pylint: disable=g-import-not-at-top
@@ -298,6 +303,7 @@ def test_zero_shot_evaluation_is_the_frozen_model_without_prompt(
       os.path.join(tmp_path, 'eval', 'metrics.jsonl'))}
 
 
+@pytest.mark.slow
 def test_zero_shot_evaluation_needs_a_prompt_and_an_evaluation(
     tmp_path, frozen_checkpoint):
   path, params = frozen_checkpoint

@@ -51,12 +51,14 @@ def sharded_results(one_process_run):
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', _SHARDED_CHECKS)
 def test_sharded(sharded_results, name):
   assert name in sharded_results, sorted(sharded_results)
   assert sharded_results[name]['ok'], sharded_results[name]['detail']
 
 
+@pytest.mark.slow
 def test_sharded_check_list_is_complete(sharded_results):
   assert sorted(sharded_results) == sorted(_SHARDED_CHECKS)
 
@@ -196,6 +198,7 @@ def _final_loss_line(out):
   return lines[0]
 
 
+@pytest.mark.slow
 def test_two_processes_save_the_prompt_of_one(tmp_path, one_process_run):
   (single_out,) = _finish_all([one_process_run])  # Done before the pair starts.
   address = f'127.0.0.1:{_free_port()}'

@@ -31,6 +31,7 @@ import numpy as np
 
 from prompt_tuning.model import t5
 from prompt_tuning.training import trainer
+from prompt_tuning.utils import tables
 
 PyTree = Any
 
@@ -400,8 +401,8 @@ def fmt(value, kind: str) -> str:
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]],
                    align: str = 'l') -> str:
-  """A Markdown table; the first column left-aligned, the others `align`."""
-  rule = ['---'] + [('---:' if align == 'r' else '---')] * (len(header) - 1)
-  lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(rule) + '|']
-  lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
-  return '\n'.join(lines)
+  """A Markdown table (no trailing newline); the first column left-aligned,
+  the others `align` ('l' or 'r')."""
+  return tables.markdown_table(
+      header, rows, align='l' + ('r' if align == 'r' else 'l') * (
+          len(header) - 1), escape=False, trailing_newline=False)

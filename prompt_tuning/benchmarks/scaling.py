@@ -26,9 +26,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from prompt_tuning.benchmarks import train_step as bench_train
-from prompt_tuning.benchmarks import costs as bench_costs
+from prompt_tuning.model import costs
 from prompt_tuning.benchmarks import common as bench_utils
-from prompt_tuning.training import trainer
+from prompt_tuning.model import prompts
 
 AXES = ('prompt_length', 'batch_size', 'input_length')
 _UNITS = {'prompt_length': 'prompt token', 'batch_size': 'example',
@@ -72,7 +72,7 @@ def _point_cases(config, frameworks, point: Mapping[str, int],
     setups[length] = bench_train.random_setup(config, length, seed)
   model, setup = setups[length]
   ours = bench_train.build_case('prompt_tuning', model, setup,
-                          trainer.PROMPT_REGEX, bench_train.PROMPT_TUNING_LR, batch,
+                          prompts.PROMPT_REGEX, bench_train.PROMPT_TUNING_LR, batch,
                           seed, frozen_dtype, analyse=False)
   ours.info['framework'] = 'jax'
   cases = [ours]
@@ -149,7 +149,7 @@ def run_scaling(axes: Sequence[str] = AXES,
         [case for _, cases in points for case in cases], repeats)
     for point, cases in points:
       tokens = point['batch_size'] * (point['input_length'] + target_length)
-      flops = bench_costs.step_flops(config, point['batch_size'],
+      flops = costs.step_flops(config, point['batch_size'],
                                      point['input_length'], target_length,
                                      point['prompt_length'], 'prompt_tuning')
       for case in cases:
@@ -170,7 +170,7 @@ def run_scaling(axes: Sequence[str] = AXES,
             **bench_utils.summarise(case.times, 1, {'tokens': tokens}),
             'model_flops_per_step': flops,
             'backend_compiles_while_timing': compiles}
-        record['mfu'] = (bench_costs.mfu(flops, record['step_time_median_s'],
+        record['mfu'] = (costs.mfu(flops, record['step_time_median_s'],
                                          env['device'], dtype,
                                          env['num_devices'])
                          if isinstance(case, bench_train.Case) else None)

@@ -39,10 +39,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from prompt_tuning.benchmarks import costs as bench_costs
+from prompt_tuning.model import costs
 from prompt_tuning.benchmarks import train_step as bench_train
 from prompt_tuning.benchmarks import common as bench_utils
-from prompt_tuning import ensemble
+from prompt_tuning.serving import ensemble
 from prompt_tuning.training import partitioning
 from prompt_tuning.training import trainer
 
@@ -188,7 +188,7 @@ def run_inference(size: str = 'anchor', batch_size: int = 8,
                    batch_size=batch_size, input_length=input_length,
                    prompt_length=prompt_length, decode_length=decode_length,
                    label_length=label_length)
-  flops = bench_costs.decode_flops(config, batch_size,
+  flops = costs.decode_flops(config, batch_size,
                                   prompt_length + input_length, decode_length)
   common.update({'decode_step_model_flops': flops['step'],
                  'decode_prefill_model_flops': flops['prefill']})

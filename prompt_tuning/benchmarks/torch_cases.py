@@ -26,7 +26,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from prompt_tuning.benchmarks import common as bench_utils
-from prompt_tuning import checkpoints
+from prompt_tuning.interop import hf
 from prompt_tuning.model import t5
 
 PyTree = Any
@@ -126,7 +126,7 @@ def hf_t5(params: PyTree, config: t5.T5Config,
         model.shared.weight.clone(), freeze=False)
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, 'model.safetensors')
-    checkpoints.save_hf_safetensors(params, path)
+    hf.save_hf_safetensors(params, path)
     state = safetensors.torch.load_file(path)
   missing, unexpected = model.load_state_dict(state, strict=False)
   if missing or unexpected:

@@ -4,7 +4,7 @@ Run through `python -m prompt_tuning.bench --suite=train` (the default).
 
 The steps are made as `trainer.train` makes its step:
 `trainer.make_train_step` on the trainable/frozen split of
-`trainer.split_params` (prompt tuning: `trainer.PROMPT_REGEX`, Adafactor at
+`trainer.split_params` (prompt tuning: `prompts.PROMPT_REGEX`, Adafactor at
 the paper's learning rate 0.3; model tuning: `trainer.MODEL_TUNING_REGEX`,
 0.001, the paper's model-tuning baseline), dropout keys folded from the step
 number, `NamedSharding`s from the logical axis rules, the trainable
@@ -23,7 +23,7 @@ interleaved timing; its initial loss is checked against ours.
 
 Reported per case: step time (median, min, max, interquartile range),
 tokens/s (encoder plus decoder tokens of the batch, the prompt not counted),
-model FLOPs per step from the config (`bench_costs`: 2W + 3A for prompt
+model FLOPs per step from the config (`model.costs`: 2W + 3A for prompt
 tuning, 3W + 3A for model tuning) and XLA's count (`cost_analysis`), MFU on
 accelerators with a known peak, trainable parameters, optimizer state bytes
 (and what Adafactor should keep for the trainable shapes), the number of
@@ -43,12 +43,15 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import jax
 import numpy as np
 
-from prompt_tuning.benchmarks import costs as bench_costs
+from prompt_tuning.model import costs
 from prompt_tuning.benchmarks import common as bench_utils
 from prompt_tuning.model import models
+from prompt_tuning.model import prompts
 from prompt_tuning.training import partitioning
 from prompt_tuning.model import t5
+from prompt_tuning.training import setup as setup_lib
 from prompt_tuning.training import trainer
+from prompt_tuning.utils import trees
 
 PyTree = Any
 
@@ -103,15 +106,15 @@ class Case:
 
 
 def random_setup(config: t5.T5Config, prompt_length: int, seed: int = 0
-                 ) -> Tuple[models.EncoderDecoderModel, trainer.ModelSetup]:
+                 ) -> Tuple[models.EncoderDecoderModel, setup_lib.ModelSetup]:
   """The model and its random weights, laid out as the trainer lays them."""
   model = models.EncoderDecoderModel(
       t5.Transformer(config, prompt_length=prompt_length))
-  return model, trainer.setup_model(model, None, seed=seed)
+  return model, setup_lib.setup_model(model, None, seed=seed)
 
 
 def build_case(name: str, model: models.EncoderDecoderModel,
-               setup: trainer.ModelSetup, trainable_regex: str,
+               setup: setup_lib.ModelSetup, trainable_regex: str,
                learning_rate: float, batch: Dict[str, np.ndarray],
                seed: int = 0, frozen_dtype: Optional[str] = None,
                analyse: bool = True) -> Case:
@@ -163,7 +166,7 @@ def build_case(name: str, model: models.EncoderDecoderModel,
       'frozen_params': n_frozen,
       'frozen_bytes': b_frozen,
       'opt_state_bytes': b_opt,
-      'expected_opt_state_bytes': bench_costs.adafactor_state_bytes(trainable),
+      'expected_opt_state_bytes': costs.adafactor_state_bytes(trainable),
       'opt_state_per_trainable_byte': b_opt / b_trainable,
       'trace_lower_s': lower_s,
       'compile_s': compile_s,
@@ -303,7 +306,7 @@ def run_benchmark(size: str = 'anchor', batch_size: int = 8,
   # Prompt tuning is built and warmed up first, so the device's peak memory
   # after its warm-up is its own (the process peak only grows).
   t5_model, setup = random_setup(config, prompt_length, seed)
-  prompt = build_case('prompt_tuning', t5_model, setup, trainer.PROMPT_REGEX,
+  prompt = build_case('prompt_tuning', t5_model, setup, prompts.PROMPT_REGEX,
                       PROMPT_TUNING_LR, batch, seed, frozen_dtype)
   prompt.info['framework'] = 'jax'
   _warm_up(prompt, device, warmup_steps)
@@ -337,7 +340,7 @@ def run_benchmark(size: str = 'anchor', batch_size: int = 8,
     method = ('model_tuning' if case.name == 'model_tuning'
               else 'prompt_tuning')
     case_prompt = info.get('prompt_length', prompt_length)
-    model_flops = bench_costs.step_flops(config, batch_size, input_length,
+    model_flops = costs.step_flops(config, batch_size, input_length,
                                          target_length, case_prompt, method)
     summary = bench_utils.summarise(case.times, steps_per_repeat,
                                     {'tokens': tokens_per_step})
@@ -345,8 +348,8 @@ def run_benchmark(size: str = 'anchor', batch_size: int = 8,
               'model_flops_per_step': model_flops,
               'model_flops_per_token': model_flops / tokens_per_step,
               'model_flops_per_s': model_flops / summary['step_time_median_s'],
-              'peak_flops': bench_costs.peak_flops(env['device'], dtype),
-              'mfu': bench_costs.mfu(model_flops,
+              'peak_flops': costs.peak_flops(env['device'], dtype),
+              'mfu': costs.mfu(model_flops,
                                      summary['step_time_median_s'],
                                      env['device'], dtype,
                                      env['num_devices']),
@@ -373,8 +376,8 @@ def mean_token_loss(model: models.EncoderDecoderModel, params: PyTree,
 
 def prompt_and_weights(params: PyTree) -> Tuple[np.ndarray, PyTree]:
   """The owned prompt `[P, H]` and the other weights, on the host."""
-  trained, frozen = trainer.split_params(params, [trainer.PROMPT_REGEX])
-  prompt = jax.device_get(trained['encoder']['prompt']['prompt']['prompt'])
+  trained, frozen = trainer.split_params(params, [prompts.PROMPT_REGEX])
+  prompt = jax.device_get(trees.flatten(trained)[prompts.PROMPT_PATH])
   return np.asarray(prompt), jax.device_get(frozen)
 
 

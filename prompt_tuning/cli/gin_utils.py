@@ -29,7 +29,7 @@ import os
 import pathlib
 import sys
 import tokenize
-from typing import Any, Callable, List, Optional, Sequence, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from absl import app
 from absl import flags
@@ -58,6 +58,8 @@ _SLURM_VARS = ('SLURM_JOB_ID', 'SLURM_STEP_NODELIST', 'SLURM_NTASKS',
                'SLURM_PROCID', 'SLURM_LOCALID')
 _OMPI_VARS = ('OMPI_MCA_orte_hnp_uri', 'OMPI_COMM_WORLD_SIZE')
 _TPU_HOSTS_VARS = ('TPU_PROCESS_ADDRESSES', 'TPU_WORKER_HOSTNAMES')
+# absl's help flags, which print the help and exit before main.
+_HELP_FLAGS = ('help', '?', 'helpshort', 'helpfull', 'helpxml')
 
 
 # ---------------------------------------------------------------------------
@@ -65,14 +67,13 @@ _TPU_HOSTS_VARS = ('TPU_PROCESS_ADDRESSES', 'TPU_WORKER_HOSTNAMES')
 # ---------------------------------------------------------------------------
 
 
-def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-  """Defines t5x's gin and multi-process flags; call once from an entry module.
+def define_gin_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines t5x's gin flags, for an entry module that parses gin itself.
 
   Flags: `--gin_file` (repeated), `--gin_bindings` (repeated),
-  `--gin_search_paths` (comma-separated, default '.'), `--tfds_data_dir`,
-  `--multiprocess_gpu`, `--coordinator_address`, `--process_count`,
-  `--process_index`. `--gin.NAME=VALUE` is not a flag: `run` rewrites it
-  into `--gin_bindings` before parsing.
+  `--gin_search_paths` (comma-separated, default '.'). `--gin.NAME=VALUE` is
+  not a flag: `run` (or `parse_args`) rewrites it into `--gin_bindings`
+  before parsing.
 
   Args:
     flag_values: the registry to define them in (absl's global one by default).
@@ -94,6 +95,19 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
             '--gin_file paths (and gin `include`s), first match wins; the '
             'package gin directory is always searched after them.'),
       flag_values=flag_values)
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines t5x's gin and multi-process flags; call once from an entry module.
+
+  Flags: the gin flags (`define_gin_flags`), `--tfds_data_dir`,
+  `--multiprocess_gpu`, `--coordinator_address`, `--process_count`,
+  `--process_index`.
+
+  Args:
+    flag_values: the registry to define them in (absl's global one by default).
+  """
+  define_gin_flags(flag_values)
   flags.DEFINE_string(
       'tfds_data_dir', None,
       help=('If set, TensorFlow Datasets reads and prepares data in this '
@@ -154,6 +168,32 @@ def rewrite_gin_args(argv: Sequence[str]) -> List[str]:
     logging.info('Rewrote %s as %s', arg, rewritten)
     out.append(rewritten)
   return out
+
+
+def parse_args(define: Callable[[flags.FlagValues], None],
+               args: Sequence[str], program: str = 'prompt_tuning'
+               ) -> Tuple[List[str], flags.FlagValues]:
+  """Parses command-line words as `run` parses the real command line, into a
+  fresh flag registry (so one process can parse several command lines).
+
+  Args:
+    define: defines the flags in the registry it is given, e.g. an entry
+      module's `define_flags`.
+    args: the words after the program name; `--gin.NAME=VALUE` allowed.
+    program: the program name, first of the remaining arguments.
+
+  Returns:
+    (the remaining arguments, program name first, as `main` gets them; the
+    parsed flags).
+
+  Raises:
+    ValueError: a malformed `--gin.NAME=VALUE`.
+    flags.Error: an unknown flag, a bad value or a missing required flag.
+  """
+  flag_values = flags.FlagValues()
+  define(flag_values)
+  rest = flag_values([program] + rewrite_gin_args(list(args)))
+  return rest, flag_values
 
 
 # ---------------------------------------------------------------------------
@@ -316,14 +356,14 @@ def summarize_gin_config(model_dir: str,
   logging.info('%s gin config:', 'Operative' if operative else 'Full')
   for line in config_str.splitlines():
     logging.info('%s', line)
-  path = os.path.join(model_dir, 'config.gin')
-  from prompt_tuning import checkpoints  # pylint: disable=g-import-not-at-top
-  if model_dir.startswith('gs://'):
-    from tensorflow.io import gfile  # pylint: disable=g-import-not-at-top
-    gfile.makedirs(model_dir)
+  from prompt_tuning.checkpoints import run_dir  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.utils import files  # pylint: disable=g-import-not-at-top
+  path = run_dir.config_path(model_dir)
+  if files.is_gcs(model_dir):
+    files.gfile().makedirs(model_dir)
   else:
     os.makedirs(model_dir, exist_ok=True)
-  checkpoints.atomic_write_bytes(path, config_str.encode())
+  files.atomic_write_bytes(path, config_str.encode())
   if summary_writer is not None:
     summary_writer.write_texts(step, {'config': gin.markdown(config_str)})
     summary_writer.flush()
@@ -448,29 +488,58 @@ def _hide_gpus_from_tensorflow() -> None:
     logging.warning('Could not hide GPUs from TensorFlow: %s', e)
 
 
+def _asks_for_help(argv: Sequence[str]) -> bool:
+  """Whether an argument before a bare `--` is one of absl's help flags."""
+  for arg in argv[1:]:
+    if arg == '--':
+      return False
+    if arg.lstrip('-') in _HELP_FLAGS and arg.startswith('-'):
+      return True
+  return False
+
+
 def _parse_flags(argv: Sequence[str]) -> List[str]:
-  """absl flags parser that first rewrites `--gin.NAME=VALUE` arguments."""
+  """absl flags parser that first rewrites `--gin.NAME=VALUE` arguments.
+
+  Asked for help (`--help`, `--helpfull`, ...), it prints it and exits with
+  status 0, not absl's 1: the help was given, nothing failed.
+  """
   try:
     argv = rewrite_gin_args(argv)
   except ValueError as e:
     # The same report and exit status as absl's own flag errors.
     sys.stderr.write(f'FATAL Flags parsing error: {e}\n')
     sys.exit(1)
-  return app.parse_flags_with_usage(argv)
+  try:
+    return app.parse_flags_with_usage(argv)
+  except SystemExit as e:
+    if e.code == 1 and _asks_for_help(argv):
+      sys.exit(0)
+    raise
 
 
-def run(main: Callable[[Sequence[str]], Any]) -> None:
+def run(main: Callable[[Sequence[str]], Any], *,
+        tensorflow: bool = True) -> None:
   """Runs `main` like `absl.app.run`, accepting `--gin.NAME=VALUE` overrides.
 
   Hides GPUs from TensorFlow and lets `--jax_*` flags set JAX's config first.
   Errors raised by `main` (e.g. from `parse_gin_flags`) end the program with
-  a non-zero status.
+  a non-zero status; an int `main` returns is the exit status.
 
   Args:
     main: the entry's main, called with the remaining positional arguments.
+    tensorflow: whether the command may use TensorFlow (tf.data through
+      seqio or TFDS); False spares a command that never does its import.
   """
-  _hide_gpus_from_tensorflow()
-  jax.config.parse_flags_with_absl()
+  if tensorflow:
+    _hide_gpus_from_tensorflow()
+  try:
+    jax.config.parse_flags_with_absl()
+  except flags.IllegalFlagValueError:
+    # Parsing only the --jax_* arguments, it also validates the command's
+    # flags, at their defaults: a required one fails. The whole command line
+    # is parsed and validated next, and the --jax_* values then applied.
+    pass
   app.run(main, flags_parser=_parse_flags)
 
 

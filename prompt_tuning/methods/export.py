@@ -37,18 +37,22 @@ frozen ones from its `INITIAL_CHECKPOINT_PATH`.
 """
 import dataclasses
 import os
-import re
-import sys
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-import flax
-import jax
 import numpy as np
 
-from prompt_tuning import checkpoints
+from prompt_tuning.checkpoints import prompt_files
+from prompt_tuning.checkpoints import t5x
 from prompt_tuning import methods as methods_lib
+from prompt_tuning.methods import lora
+from prompt_tuning.methods import params as params_lib
+from prompt_tuning.methods import prefixes
+from prompt_tuning.methods import presets
+from prompt_tuning.methods import prompt_encoders
 from prompt_tuning.model import models
 from prompt_tuning.model import prompts
+from prompt_tuning.utils import files
+from prompt_tuning.utils import trees
 
 PyTree = Any
 
@@ -56,107 +60,11 @@ PROMPT_FILE = 'prompt.npy'
 METHOD_PARAMS_FILE = 'method_params.safetensors'
 CHECKPOINT_DIR = 'checkpoint'
 SERVE_GIN = 'serve.gin'
-PROMPT_PARAM = 'encoder/prompt/prompt/prompt'
-# Parameters that methods add (the frozen checkpoint has none of them).
-METHOD_REGEXES = (methods_lib.PROMPT_REGEX, methods_lib.PREFIX_REGEX,
-                  methods_lib.LORA_REGEX, methods_lib.ADAPTER_REGEX,
-                  methods_lib.IA3_REGEX)
-
-
-def _flat(tree: PyTree) -> Dict[str, Any]:
-  return flax.traverse_util.flatten_dict(flax.core.unfreeze(tree), sep='/')
-
-
-def _unflat(flat: Dict[str, Any]) -> Dict[str, Any]:
-  return flax.traverse_util.unflatten_dict(dict(flat), sep='/')
-
-
-def is_method_param(name: str) -> bool:
-  return any(re.fullmatch(r, name) for r in METHOD_REGEXES)
 
 
 # ----------------------------------------------------------------------------
-# Method-parameter files.
+# Reduction.
 # ----------------------------------------------------------------------------
-
-
-def save_method_params(flat_params: Dict[str, Any], path: str) -> None:
-  """Writes `{'/'-joined name: array}` as a safetensors file, atomically."""
-  import safetensors.numpy  # pylint: disable=g-import-not-at-top
-  arrays = {name: np.ascontiguousarray(np.asarray(value, np.float32))
-            for name, value in sorted(flat_params.items())}
-  checkpoints.atomic_write_bytes(os.fspath(path),
-                                 safetensors.numpy.save(arrays))
-
-
-def read_method_param(path: str, name: str,
-                      expected_shape: Tuple[int, ...]) -> np.ndarray:
-  """One parameter of a method-parameter file, its shape checked.
-
-  Raises:
-    FileNotFoundError: no such file.
-    ValueError: the file lacks `name`, or holds it with another shape (a
-      prefix file made for another model size or prefix length, say).
-  """
-  import safetensors  # pylint: disable=g-import-not-at-top
-  path = os.fspath(path)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'method parameter file {path} does not exist')
-  with safetensors.safe_open(path, framework='numpy') as f:
-    names = list(f.keys())
-    if name not in names:
-      raise ValueError(
-          f'method parameter file {path} has no parameter {name!r} that this '
-          f'model expects with shape {expected_shape}; it holds '
-          f'{sorted(names)[:6]}{" ..." if len(names) > 6 else ""}')
-    array = f.get_tensor(name)
-  if tuple(array.shape) != tuple(expected_shape):
-    raise ValueError(
-        f'method parameter file {path} holds {name!r} with shape '
-        f'{tuple(array.shape)}, but this model expects {tuple(expected_shape)}')
-  return array
-
-
-# ----------------------------------------------------------------------------
-# Reductions.
-# ----------------------------------------------------------------------------
-
-
-def reduce_prompt(module: Any, params: PyTree) -> np.ndarray:
-  """Evaluates the model's prompt encoder once: the prompt `[P, H]`."""
-  methods = dataclasses.replace(module.methods, params_file=None)
-  encoder = methods_lib.ReparameterizedPrompt(
-      methods, module.prompt_length, module.config.emb_dim, module.prompt_init)
-  return np.asarray(encoder.apply({'params': params['encoder']['prompt']}))
-
-
-def fold_prefixes(module: Any, params: PyTree, stack: str
-                  ) -> Dict[str, np.ndarray]:
-  """Evaluates a stack's reparameterised prefixes once: plain `[L, P, N*D]`
-  arrays by name ('key', 'value' or the decoder's four)."""
-  methods = dataclasses.replace(module.methods, params_file=None)
-  config = module.config
-  layers = (config.num_encoder_layers if stack == 'encoder'
-            else config.num_decoder_layers)
-  prefixes = methods_lib.Prefixes(methods, stack, layers, config.num_heads,
-                                  config.head_dim, config.emb_dim)
-  out = prefixes.apply({'params': params[stack]['prefix']})
-  return {name: np.asarray(value) for name, value in out.items()}
-
-
-def merge_lora(params: PyTree, lora: methods_lib.LoRA) -> Dict[str, Any]:
-  """Each targeted kernel plus `(alpha / r) A B`; the LoRA parameters gone."""
-  flat = {n: np.asarray(v) for n, v in _flat(params).items()}
-  merged = {}
-  for name, value in flat.items():
-    if re.fullmatch(methods_lib.LORA_REGEX, name):
-      continue
-    base = name[:-len('kernel')]
-    if name.endswith('/kernel') and base + 'lora_a' in flat:
-      update = flat[base + 'lora_a'] @ flat[base + 'lora_b']
-      value = (value + lora.scale * update).astype(value.dtype)
-    merged[name] = value
-  return _unflat(merged)
 
 
 def reduce(module: Any, params: PyTree
@@ -168,22 +76,24 @@ def reduce(module: Any, params: PyTree
   forms give the same logits up to float rounding.
   """
   methods = module.methods
-  params = _unflat({n: np.asarray(v) for n, v in _flat(params).items()})
+  params = trees.unflatten({n: np.asarray(v)
+                            for n, v in trees.flatten(params).items()})
   if methods is None:
     return None, params
   if methods.prompt_encoder is not None and module.prompt_length:
-    prompt = reduce_prompt(module, params)
+    prompt = prompt_encoders.reduce_prompt(module, params)
     params['encoder']['prompt'] = {'prompt': {'prompt': prompt}}
   methods = dataclasses.replace(methods, prompt_encoder=None)
   prefix = methods.prefix
   if prefix is not None and prefix.reparam_dim is not None:
     for stack in ('encoder', 'decoder'):
-      if methods_lib.stack_prefix(methods, stack) is not None:
-        params[stack]['prefix'] = fold_prefixes(module, params, stack)
+      if prefixes.stack_prefix(methods, stack) is not None:
+        params[stack]['prefix'] = prefixes.fold_prefixes(module, params,
+                                                         stack)
     methods = dataclasses.replace(
         methods, prefix=dataclasses.replace(prefix, reparam_dim=None))
   if methods.lora is not None:
-    params = merge_lora(params, methods.lora)
+    params = lora.merge_lora(params, methods.lora)
     methods = dataclasses.replace(methods, lora=None)
   methods = dataclasses.replace(methods, params_file=None)
   if methods == methods_lib.Methods():
@@ -222,9 +132,9 @@ class Export:
     """t5x rules for `setup_model`: the parameters the export supplies."""
     rules = []
     if self.prompt_file:
-      rules.append((methods_lib.PROMPT_REGEX, None))
+      rules.append((presets.PROMPT_REGEX, None))
     if self.methods is not None:
-      rules += [(r, None) for r in METHOD_REGEXES[1:]]
+      rules += [(r, None) for r in presets.METHOD_REGEXES[1:]]
     return tuple(rules)
 
   def checkpoint_path(self, initial_checkpoint_path: str) -> str:
@@ -256,31 +166,30 @@ def export(model: models.EncoderDecoderModel, params: PyTree,
   """
   module = model.module
   os.makedirs(output_dir, exist_ok=True)
-  names = list(_flat(params))
-  frozen_trained = any(not is_method_param(n) for n in
-                       methods_lib.method_param_names(names,
-                                                      trainable_regexes))
+  names = list(trees.flatten(params))
+  frozen_trained = any(not presets.is_method_param(n) for n in
+                       presets.method_param_names(names, trainable_regexes))
   lora_merged = module.methods is not None and module.methods.lora is not None
   methods, served = reduce(module, params)
-  flat = _flat(served)
+  flat = trees.flatten(served)
   written = []
   prompt_file = method_params_file = checkpoint = None
-  if PROMPT_PARAM in flat and module.prompt_length:
+  if prompts.PROMPT_PATH in flat and module.prompt_length:
     prompt_file = os.path.join(output_dir, PROMPT_FILE)
-    checkpoints.save_prompt(flat[PROMPT_PARAM], prompt_file)
+    prompt_files.save_prompt(flat[prompts.PROMPT_PATH], prompt_file)
     written.append(prompt_file)
   method_flat = {n: v for n, v in flat.items()
-                 if is_method_param(n) and n != PROMPT_PARAM}
+                 if presets.is_method_param(n) and n != prompts.PROMPT_PATH}
   if methods is not None and method_flat:
     method_params_file = os.path.join(output_dir, METHOD_PARAMS_FILE)
-    save_method_params(method_flat, method_params_file)
+    params_lib.save_method_params(method_flat, method_params_file)
     methods = dataclasses.replace(methods, params_file=method_params_file)
     written.append(method_params_file)
   if frozen_trained or lora_merged:
     checkpoint = os.path.join(output_dir, CHECKPOINT_DIR)
-    checkpoints.save_t5x(_unflat({n: v for n, v in flat.items()
-                                  if not is_method_param(n)}),
-                         checkpoint, overwrite=True)
+    t5x.save_t5x(trees.unflatten({n: v for n, v in flat.items()
+                                  if not presets.is_method_param(n)}),
+                 checkpoint, overwrite=True)
     written.append(checkpoint)
   exported = Export(
       directory=output_dir, prompt_file=prompt_file,
@@ -288,7 +197,7 @@ def export(model: models.EncoderDecoderModel, params: PyTree,
       methods=methods,
       prompt_length=module.prompt_length if prompt_file else 0,
       num_bytes=sum(_size(p) for p in written))
-  checkpoints.atomic_write_bytes(os.path.join(output_dir, SERVE_GIN),
+  files.atomic_write_bytes(os.path.join(output_dir, SERVE_GIN),
                                  serving_gin(exported).encode())
   return exported
 

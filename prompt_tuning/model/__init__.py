@@ -1,1 +1,2 @@
-"""The network: T5 1.1 layers, the T5, soft prompts, decoding and the model API."""
+"""The network: T5 1.1 layers, the T5, soft prompts, the methods' plug-in
+points, decoding, the model API, cost arithmetic and a prompt's neighbours."""

@@ -7,10 +7,10 @@ Every parameter is made by `_param`, so none can exist without logical axis
 names; parameters are stored in float32 and cast to the compute `dtype` where
 used.
 
-Parameter-efficient methods (`prompt_tuning.methods`) enter through each
-module's optional `methods` attribute: LoRA in `Dense`, IA3 and prefixes in
-`MultiHeadAttention`, IA3 in `MlpBlock`. With `methods=None` (the default)
-nothing changes.
+Parameter-efficient methods enter through each module's optional `methods`
+attribute, at the hooks of `plugins.Plugins`: projections in `Dense`, keys and
+values in `MultiHeadAttention`, the hidden activation in `MlpBlock`. With
+`methods=None` (the default) nothing changes.
 """
 from typing import Any, Callable, Optional, Sequence, Tuple
 
@@ -20,7 +20,7 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
-from prompt_tuning import methods as methods_lib
+from prompt_tuning.model import plugins
 
 Array = jax.Array
 DType = Any
@@ -59,13 +59,13 @@ class RMSNorm(nn.Module):
 
 
 class Dense(nn.Module):
-  """A bias-free projection with a `[in, out]` kernel (plus a LoRA update when
-  `methods.lora` targets this module's path)."""
+  """A bias-free projection with a `[in, out]` kernel (its output passed
+  through the `projection` hook)."""
   features: int
   kernel_axes: Tuple[Optional[str], Optional[str]]
   kernel_init: Initializer = default_kernel_init
   dtype: DType = jnp.float32
-  methods: Optional[methods_lib.Methods] = None
+  methods: Optional[plugins.Plugins] = None
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -74,10 +74,8 @@ class Dense(nn.Module):
     kernel = _param(self, 'kernel', self.kernel_init, shape, self.kernel_axes)
     x = jnp.asarray(x, self.dtype)
     y = jnp.dot(x, jnp.asarray(kernel, self.dtype))
-    if methods_lib.lora_applies(self.methods, self):
-      y = y + methods_lib.lora_delta(self, self.methods, x, shape,
-                                     self.kernel_axes)
-    return y
+    return plugins.of(self.methods).projection(self, x, y, shape,
+                                               self.kernel_axes)
 
 
 class Embed(nn.Module):
@@ -165,6 +163,37 @@ def causal_mask(length: int) -> Array:
   return (positions[None, :] <= positions[:, None])[None, None]
 
 
+def prepend_prefix(prefix: Tuple[Array, Array], key: Array, value: Array,
+                   mask: Optional[Array]
+                   ) -> Tuple[Array, Array, Optional[Array]]:
+  """Puts prefix keys and values in front of an attention's own.
+
+  Args:
+    prefix: (key, value), each `[P, N*D]`.
+    key: `[B, S, N, D]`.
+    value: `[B, S, N, D]`.
+    mask: `[B, 1, T, S]` bool or None.
+
+  Returns:
+    key, value `[B, P+S, N, D]` and mask `[B, 1, T, P+S]` (prefix always
+    visible), or None.
+  """
+  batch, _, heads, depth = key.shape
+
+  def extend(x, p):
+    # [P, N*D] -> [B, P, N, D]; -> [B, P+S, N, D]
+    p = jnp.broadcast_to(p.reshape(1, -1, heads, depth).astype(x.dtype),
+                         (batch, p.shape[0], heads, depth))
+    return jnp.concatenate([p, x], axis=1)
+
+  prefix_key, prefix_value = prefix
+  key, value = extend(key, prefix_key), extend(value, prefix_value)
+  if mask is not None:
+    visible = jnp.ones(mask.shape[:-1] + (prefix_key.shape[0],), bool)
+    mask = jnp.concatenate([visible, mask], axis=-1)
+  return key, value, mask
+
+
 class MultiHeadAttention(nn.Module):
   """Multi-head dot-product attention, T5 style.
 
@@ -178,7 +207,7 @@ class MultiHeadAttention(nn.Module):
   dropout_rate: float = 0.0
   kernel_init: Initializer = nn.initializers.variance_scaling(
       1.0, 'fan_in', 'normal')
-  methods: Optional[methods_lib.Methods] = None
+  methods: Optional[plugins.Plugins] = None
 
   @nn.compact
   def __call__(self, inputs_q: Array, inputs_kv: Array,
@@ -211,11 +240,8 @@ class MultiHeadAttention(nn.Module):
     def project(name, x, init):
       y = Dense(features, ('embed', 'heads'), init, self.dtype, self.methods,
                 name=name)(x)
-      scale = (methods_lib.ia3_scale(self, self.methods, f'ia3_{name}',
-                                     features, 'heads')
-               if name in ('key', 'value') else None)
-      if scale is not None:
-        y = y * jnp.asarray(scale, y.dtype)
+      if name in ('key', 'value'):
+        y = plugins.of(self.methods).rescale(self, name, y, 'heads')
       # [B, T, N*D] -> [B, T, N, D]
       return y.reshape(y.shape[:-1] + (self.num_heads, self.head_dim))
 
@@ -228,7 +254,7 @@ class MultiHeadAttention(nn.Module):
                                                       bias)
     if prefix is not None:
       # -> [B, P+S, N, D], mask [B, 1, T, P+S]
-      key, value, mask = methods_lib.prepend_prefix(prefix, key, value, mask)
+      key, value, mask = prepend_prefix(prefix, key, value, mask)
 
     # [B, T, N, D] x [B, S, N, D] -> [B, N, T, S]; logits in float32.
     logits = jnp.einsum('btnd,bsnd->bnts', query, key,
@@ -288,7 +314,7 @@ class MlpBlock(nn.Module):
   activations: Sequence[str] = ('gelu', 'linear')
   dtype: DType = jnp.float32
   dropout_rate: float = 0.0
-  methods: Optional[methods_lib.Methods] = None
+  methods: Optional[plugins.Plugins] = None
 
   @nn.compact
   def __call__(self, x: Array, *, deterministic: bool = True) -> Array:
@@ -301,10 +327,7 @@ class MlpBlock(nn.Module):
                 name=f'wi_{index}' if len(self.activations) > 1 else 'wi')(x)
       h = _activation(name)(h)
       hidden = h if hidden is None else hidden * h
-    scale = methods_lib.ia3_scale(self, self.methods, 'ia3_hidden',
-                                  self.mlp_dim, 'mlp')
-    if scale is not None:
-      hidden = hidden * jnp.asarray(scale, hidden.dtype)
+    hidden = plugins.of(self.methods).rescale(self, 'hidden', hidden, 'mlp')
     hidden = nn.with_logical_constraint(hidden, ('batch', 'length', 'mlp'))
     hidden = nn.Dropout(self.dropout_rate, broadcast_dims=(-2,))(
         hidden, deterministic=deterministic)

@@ -30,6 +30,12 @@ Initializer = Callable[..., Array]
 # An embedding table `[V, H]`, or the path of an `.npy` file or a t5x
 # checkpoint directory holding one (read when the initialiser runs).
 EmbeddingSource = Union[np.ndarray, Array, str, os.PathLike]
+# Where the encoder's prompt [P, H] lives in the parameter tree (the paper's t5x
+# checkpoints keep it there); every prompt parameter, a prompt encoder's too,
+# lives under PROMPT_PREFIX, so PROMPT_REGEX selects them for tuning.
+PROMPT_PATH = 'encoder/prompt/prompt/prompt'
+PROMPT_PREFIX = 'encoder/prompt/'
+PROMPT_REGEX = PROMPT_PREFIX + '.*'
 
 
 class Prompt(nn.Module):
@@ -124,8 +130,8 @@ def _embedding_table(embedding: EmbeddingSource, embed_dim: int,
                      name: str) -> np.ndarray:
   """Loads the embedding table if given as a path and checks its width."""
   if isinstance(embedding, (str, os.PathLike)):
-    from prompt_tuning import checkpoints  # pylint: disable=g-import-not-at-top
-    embedding = checkpoints.load_embedding(embedding)
+    from prompt_tuning.checkpoints import prompt_files  # pylint: disable=g-import-not-at-top
+    embedding = prompt_files.load_embedding(embedding)
   table = np.asarray(embedding, dtype=np.float32)
   if table.ndim != 2 or table.shape[1] != embed_dim:
     raise ValueError(f'{name}: the embedding table has shape {table.shape}, '
@@ -258,8 +264,8 @@ def from_file(path: Union[str, os.PathLike]) -> Initializer:
   """
 
   def init(rng, shape, dtype=jnp.float32):
-    from prompt_tuning import checkpoints  # pylint: disable=g-import-not-at-top
-    array = checkpoints.load_prompt(path, expected_shape=tuple(shape))
+    from prompt_tuning.checkpoints import prompt_files  # pylint: disable=g-import-not-at-top
+    array = prompt_files.load_prompt(path, expected_shape=tuple(shape))
     return from_array(array, source=os.fspath(path))(rng, shape, dtype)
 
   return init

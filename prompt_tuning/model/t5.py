@@ -7,12 +7,13 @@ The parameter tree is flaxformer's (`token_embedder`, `encoder/layers_N/...`,
 `decoder/logits_dense`), so released t5x checkpoints load as they are. The only
 entry points are `encode`, `decode` and `__call__`.
 
-Parameter-efficient methods (`prompt_tuning.methods`) plug in through the
-optional `methods` attribute: the encoder prompt, prefixes of the stacks'
-attention, adapters after sublayers, and (inside `layers`) LoRA and IA3.
+Parameter-efficient methods plug in through the optional `methods`
+attribute, at the hooks of `plugins.Plugins`: the encoder prompt, the position
+bias and prefixes of the stacks' attention, sublayer outputs, and (inside
+`layers`) projections, keys, values and the MLP's hidden activation.
 """
 import dataclasses
-from typing import Any, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -20,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from prompt_tuning.model import layers
-from prompt_tuning import methods as methods_lib
+from prompt_tuning.model import plugins
 from prompt_tuning.model import prompts
 
 Array = jax.Array
@@ -84,7 +85,7 @@ def _dropout(config: T5Config) -> nn.Dropout:
 
 
 def _attention(config: T5Config, name: str,
-               methods: Optional[methods_lib.Methods] = None
+               methods: Optional[plugins.Plugins] = None
                ) -> layers.MultiHeadAttention:
   return layers.MultiHeadAttention(config.num_heads, config.head_dim,
                                    config.dtype, config.dropout_rate,
@@ -96,7 +97,7 @@ def _norm(config: T5Config, name: str) -> layers.RMSNorm:
 
 
 def _mlp(config: T5Config,
-         methods: Optional[methods_lib.Methods] = None) -> layers.MlpBlock:
+         methods: Optional[plugins.Plugins] = None) -> layers.MlpBlock:
   return layers.MlpBlock(config.mlp_dim, config.mlp_activations, config.dtype,
                          config.dropout_rate, methods=methods, name='mlp')
 
@@ -112,10 +113,23 @@ def _constrain(x: Array) -> Array:
   return nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
 
 
+def _layer_prefix(prefixes: Optional[Mapping[str, Array]], index: int,
+                  kind: str = '') -> Optional[Tuple[Array, Array]]:
+  """Layer `index`'s (key, value) prefix `[P, N*D]` each, or None, from a
+  stack's `plugins.Plugins.stack_prefixes`.
+
+  `kind`: '' for the encoder, 'self' or 'cross' for the decoder.
+  """
+  if prefixes is None:
+    return None
+  head = f'{kind}_' if kind else ''
+  return prefixes[head + 'key'][index], prefixes[head + 'value'][index]
+
+
 class EncoderLayer(nn.Module):
   """Pre-norm self-attention and MLP sublayers with residuals."""
   config: T5Config
-  methods: Optional[methods_lib.Methods] = None
+  methods: Optional[plugins.Plugins] = None
 
   @nn.compact
   def __call__(self, inputs, mask, bias, deterministic, prefix=None):
@@ -124,18 +138,18 @@ class EncoderLayer(nn.Module):
     x = _norm(cfg, 'pre_attention_layer_norm')(inputs)
     x = _attention(cfg, 'attention', methods)(
         x, x, mask, bias, deterministic=deterministic, prefix=prefix)
-    x = methods_lib.adapter(methods, 'attention')(x)
+    x = plugins.of(methods).sublayer_output('attention', x)
     x = _dropout(cfg)(x, deterministic=deterministic) + inputs
     y = _norm(cfg, 'pre_mlp_layer_norm')(x)
     y = _mlp(cfg, methods)(y, deterministic=deterministic)
-    y = methods_lib.adapter(methods, 'mlp')(y)
+    y = plugins.of(methods).sublayer_output('mlp', y)
     return _constrain(_dropout(cfg)(y, deterministic=deterministic) + x)
 
 
 class DecoderLayer(nn.Module):
   """Causal self-attention, cross-attention and MLP sublayers."""
   config: T5Config
-  methods: Optional[methods_lib.Methods] = None
+  methods: Optional[plugins.Plugins] = None
 
   @nn.compact
   def __call__(self, inputs, encoded, self_mask, cross_mask, bias,
@@ -146,17 +160,17 @@ class DecoderLayer(nn.Module):
     x = _attention(cfg, 'self_attention', methods)(
         x, x, self_mask, bias, deterministic=deterministic, decode=decode,
         prefix=self_prefix)
-    x = methods_lib.adapter(methods, 'self_attention')(x)
+    x = plugins.of(methods).sublayer_output('self_attention', x)
     x = _dropout(cfg)(x, deterministic=deterministic) + inputs
     y = _norm(cfg, 'pre_cross_attention_layer_norm')(x)
     y = _attention(cfg, 'encoder_decoder_attention', methods)(
         y, encoded, cross_mask, deterministic=deterministic,
         prefix=cross_prefix)
-    y = methods_lib.adapter(methods, 'encoder_decoder_attention')(y)
+    y = plugins.of(methods).sublayer_output('encoder_decoder_attention', y)
     y = _dropout(cfg)(y, deterministic=deterministic) + x
     z = _norm(cfg, 'pre_mlp_layer_norm')(y)
     z = _mlp(cfg, methods)(z, deterministic=deterministic)
-    z = methods_lib.adapter(methods, 'mlp')(z)
+    z = plugins.of(methods).sublayer_output('mlp', z)
     return _constrain(_dropout(cfg)(z, deterministic=deterministic) + y)
 
 
@@ -166,7 +180,7 @@ class Encoder(nn.Module):
   shared_embedding: nn.Module
   prompt_length: int = 0
   prompt_init: prompts.Initializer = prompts.random_uniform()
-  methods: Optional[methods_lib.Methods] = None
+  methods: Optional[plugins.Plugins] = None
 
   @nn.compact
   def __call__(self, encoder_input_tokens, prompt=None, prompt_ids=None,
@@ -177,8 +191,8 @@ class Encoder(nn.Module):
     # [B, T] -> [B, T, H]
     x = self.shared_embedding(encoder_input_tokens.astype(jnp.int32))
     if prompt is None and self.prompt_length:
-      prompt = methods_lib.encoder_prompt(methods, self.prompt_length,
-                                          cfg.emb_dim, self.prompt_init)
+      prompt = plugins.of(methods).encoder_prompt(
+          self.prompt_length, cfg.emb_dim, self.prompt_init)
     prompt_length = 0
     if prompt is not None:
       prompt_length = prompt.shape[-2]
@@ -188,17 +202,17 @@ class Encoder(nn.Module):
     mask = layers.attention_mask(valid, valid)
     x = _dropout(cfg)(x, deterministic=deterministic).astype(cfg.dtype)
     length = x.shape[1]
-    bias = methods_lib.relpos_bias(_relpos(cfg), length, length, True,
-                                   methods_lib.stack_prefix(methods, 'encoder'))
-    prefixes = methods_lib.stack_prefixes(methods, 'encoder', cfg,
-                                          cfg.num_encoder_layers)
+    bias = plugins.of(methods).position_bias('encoder', _relpos(cfg), length,
+                                             length, True)
+    prefixes = plugins.of(methods).stack_prefixes('encoder', cfg,
+                                                  cfg.num_encoder_layers)
     # `deterministic` (argument 4, counting self) is a Python bool.
     layer = (nn.remat(EncoderLayer, static_argnums=(4,)) if cfg.remat
              else EncoderLayer)
     for index in range(cfg.num_encoder_layers):
       x = layer(cfg, methods, name=f'layers_{index}')(
           x, mask, bias, deterministic,
-          methods_lib.layer_prefix(prefixes, index))
+          _layer_prefix(prefixes, index))
     x = _norm(cfg, 'encoder_norm')(x)
     return _dropout(cfg)(x, deterministic=deterministic)
 
@@ -207,7 +221,7 @@ class Decoder(nn.Module):
   """Runs the decoder stack over `[B, U]` tokens, attending to the encoder."""
   config: T5Config
   shared_embedding: nn.Module
-  methods: Optional[methods_lib.Methods] = None
+  methods: Optional[plugins.Plugins] = None
 
   @nn.compact
   def __call__(self, encoded, encoder_valid, decoder_input_tokens,
@@ -226,7 +240,7 @@ class Decoder(nn.Module):
       max_decode_length: L, the cache length; required with `decode`.
     """
     cfg, methods = self.config, self.methods
-    prefix = methods_lib.stack_prefix(methods, 'decoder')
+    hooks = plugins.of(methods)
     deterministic = not enable_dropout
     batch, length = decoder_input_tokens.shape
     y = self.shared_embedding(decoder_input_tokens.astype(jnp.int32))
@@ -238,8 +252,8 @@ class Decoder(nn.Module):
       self_mask = None
       cross_mask = layers.attention_mask(jnp.ones((batch, length), bool),
                                          encoder_valid)
-      bias = methods_lib.relpos_bias(_relpos(cfg), max_decode_length,
-                                     max_decode_length, False, prefix)
+      bias = hooks.position_bias('decoder', _relpos(cfg), max_decode_length,
+                                 max_decode_length, False)
     else:
       if decoder_target_tokens is None:
         valid = jnp.ones((batch, length), bool)
@@ -248,10 +262,8 @@ class Decoder(nn.Module):
       self_mask = jnp.logical_and(layers.attention_mask(valid, valid),
                                   layers.causal_mask(length))
       cross_mask = layers.attention_mask(valid, encoder_valid)
-      bias = methods_lib.relpos_bias(_relpos(cfg), length, length, False,
-                                     prefix)
-    prefixes = methods_lib.stack_prefixes(methods, 'decoder', cfg,
-                                          cfg.num_decoder_layers)
+      bias = hooks.position_bias('decoder', _relpos(cfg), length, length, False)
+    prefixes = hooks.stack_prefixes('decoder', cfg, cfg.num_decoder_layers)
     # `deterministic` and `decode` (arguments 6 and 7) are Python bools; a
     # decoding step has no backward pass to save memory for.
     layer = (nn.remat(DecoderLayer, static_argnums=(6, 7))
@@ -259,8 +271,8 @@ class Decoder(nn.Module):
     for index in range(cfg.num_decoder_layers):
       y = layer(cfg, methods, name=f'layers_{index}')(
           y, encoded, self_mask, cross_mask, bias, deterministic, decode,
-          methods_lib.layer_prefix(prefixes, index, 'self'),
-          methods_lib.layer_prefix(prefixes, index, 'cross'))
+          _layer_prefix(prefixes, index, 'self'),
+          _layer_prefix(prefixes, index, 'cross'))
     y = _norm(cfg, 'decoder_norm')(y)
     y = _dropout(cfg)(y, deterministic=deterministic)
     if cfg.logits_via_embedding:
@@ -281,13 +293,14 @@ class Transformer(nn.Module):
   bank `[N, P, H]` with `prompt_ids`), which then replaces the owned one; this
   is how banks of prompts are served and ensembled.
 
-  `methods` plugs parameter-efficient methods into the model (see
-  `prompt_tuning.methods`); None is the plain T5.
+  `methods` plugs parameter-efficient methods into the model (the hooks of
+  `plugins.Plugins`, e.g. a `prompt_tuning.methods.Methods`); None is the
+  plain T5.
   """
   config: T5Config
   prompt_length: int = 0
   prompt_init: prompts.Initializer = prompts.random_uniform()
-  methods: Optional[methods_lib.Methods] = None
+  methods: Optional[plugins.Plugins] = None
 
   def setup(self):
     cfg = self.config

@@ -8,8 +8,14 @@ the decoded prediction ('predict') or the targets' log-likelihood ('score').
 (one per task) and mixed batches whose examples carry their task's row of the
 bank as `prompt_ids`, so one pass over the frozen model serves every task.
 
+The three share `RunOptions`: the frozen model, where its parameters come from,
+the mesh, and how a task's inputs are read, batched and decoded. Each entry
+keeps its own keyword arguments (gin binds them, e.g.
+`inference.evaluate.mesh_config`) and builds the options once.
+
 Letters: K tasks (rows of the bank), P prompt length, H embedding size.
 """
+import dataclasses
 import json
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -18,11 +24,67 @@ from absl import logging
 import jax
 import numpy as np
 
-from prompt_tuning import checkpoints
-from prompt_tuning.training import evaluation
+from prompt_tuning.checkpoints import prompt_files as prompt_io
 from prompt_tuning.model import models
+from prompt_tuning.model import prompts
+from prompt_tuning.training import evaluation
 from prompt_tuning.training import partitioning
-from prompt_tuning.training import trainer
+from prompt_tuning.training import predict
+from prompt_tuning.training import setup as setup_lib
+from prompt_tuning.utils import files
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+  """What evaluation, inference, serving and ensembles share.
+
+  Attributes:
+    model: the frozen model.
+    initial_checkpoint_path: its t5x checkpoint (None: freshly initialised).
+    feature_lengths: e.g. {'inputs': 512, 'targets': 8}.
+    split: the split to read, e.g. 'validation'.
+    batch_size: rows (examples) of every batch.
+    decode_kwargs: `EncoderDecoderModel.predict_batch` settings.
+    num_examples: read only the first this many examples of each task.
+    assignment_map: t5x-style rules; `(regex, None)` marks parameters that
+      are not in the checkpoint and are initialised (the prompt).
+    mesh_config: the device mesh (data x model).
+    seed: the initialisation seed.
+  """
+  model: models.EncoderDecoderModel
+  initial_checkpoint_path: Optional[str]
+  feature_lengths: Mapping[str, int]
+  split: str = 'validation'
+  batch_size: int = 32
+  decode_kwargs: Optional[Mapping[str, Any]] = None
+  num_examples: Optional[int] = None
+  assignment_map: Sequence[Tuple[str, Optional[str]]] = (
+      (prompts.PROMPT_REGEX, None),)
+  mesh_config: partitioning.MeshConfig = partitioning.MeshConfig()
+  seed: int = 0
+
+  def setup_model(self) -> setup_lib.ModelSetup:
+    """The mesh and the model's parameters laid out on it."""
+    return setup_lib.setup_model(self.model, self.initial_checkpoint_path,
+                                 self.assignment_map, self.seed,
+                                 self.mesh_config)
+
+  def task_examples(self, task):
+    """`task_examples` of `task` with these options' split, lengths and
+    number of examples."""
+    return task_examples(task, self.split, self.feature_lengths,
+                         self.num_examples)
+
+  def predict_fn(self, setup: setup_lib.ModelSetup):
+    """`predict.make_predict_fn` with these options, on `setup`'s mesh."""
+    return predict.make_predict_fn(
+        self.model, self.decode_kwargs, batch_size=self.batch_size,
+        mesh=setup.mesh, rules=setup.rules)
+
+  def score_fn(self, setup: setup_lib.ModelSetup):
+    """`predict.make_score_fn` with these options, on `setup`'s mesh."""
+    return predict.make_score_fn(self.model, batch_size=self.batch_size,
+                                 mesh=setup.mesh, rules=setup.rules)
 
 
 def evaluate(*,
@@ -39,7 +101,7 @@ def evaluate(*,
              num_examples: Optional[int] = None,
              step: int = 0,
              assignment_map: Sequence[Tuple[str, Optional[str]]] = (
-                 (trainer.PROMPT_REGEX, None),),
+                 (prompts.PROMPT_REGEX, None),),
              mesh_config: partitioning.MeshConfig = partitioning.MeshConfig(),
              seed: int = 0) -> Dict[str, Dict[str, float]]:
   """Evaluates the model on every task of `mixture_or_task_name`.
@@ -48,16 +110,29 @@ def evaluate(*,
   `prompts/from_file.gin`, the saved `PROMPT_FILE`. Metrics are written to
   `output_dir` (TensorBoard and metrics.jsonl) and returned.
   """
-  setup = trainer.setup_model(model, initial_checkpoint_path, assignment_map,
-                              seed, mesh_config)
+  options = RunOptions(
+      model=model, initial_checkpoint_path=initial_checkpoint_path,
+      feature_lengths=feature_lengths, split=split, batch_size=batch_size,
+      decode_kwargs=decode_kwargs, num_examples=num_examples,
+      assignment_map=assignment_map, mesh_config=mesh_config, seed=seed)
+  return _evaluate(options, mixture_or_task_name, output_dir, mode=mode,
+                   class_labels=class_labels, step=step)
+
+
+def _evaluate(options: RunOptions, mixture_or_task_name: str,
+              output_dir: str, *, mode: str,
+              class_labels: Optional[Sequence[str]],
+              step: int) -> Dict[str, Dict[str, float]]:
+  """`evaluate` with its shared arguments in `options`."""
+  setup = options.setup_model()
   results = evaluation.evaluate(
-      model, setup.params, mixture_or_task_name, split=split,
-      feature_lengths=feature_lengths, batch_size=batch_size, mode=mode,
-      step=step, decode_kwargs=decode_kwargs, label_strings=class_labels,
-      eval_dir=output_dir, num_examples=num_examples, mesh=setup.mesh,
-      rules=setup.rules)
+      options.model, setup.params, mixture_or_task_name, split=options.split,
+      feature_lengths=options.feature_lengths, batch_size=options.batch_size,
+      mode=mode, step=step, decode_kwargs=options.decode_kwargs,
+      label_strings=class_labels, eval_dir=output_dir,
+      num_examples=options.num_examples, mesh=setup.mesh, rules=setup.rules)
   for task, metrics in sorted(results.items()):
-    logging.info('%s (%s): %s', task, split, metrics)
+    logging.info('%s (%s): %s', task, options.split, metrics)
   return results
 
 
@@ -122,7 +197,7 @@ def load_prompt_bank(prompt_files: Sequence[str],
                      'file.')
   bank = []
   for path in files:
-    prompt = checkpoints.load_prompt(path)
+    prompt = prompt_io.load_prompt(path)
     if prompt.ndim != 2:
       raise ValueError(f'prompt file {path} (in {flag}) holds shape '
                        f'{prompt.shape}; expected one prompt [P, H].')
@@ -140,7 +215,7 @@ def _write_jsonl(records: Sequence[Mapping[str, Any]], output_file: str) -> None
   if jax.process_index() != 0:
     return
   os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
-  checkpoints.atomic_write_bytes(
+  files.atomic_write_bytes(
       output_file,
       ''.join(json.dumps(record) + '\n' for record in records).encode())
 
@@ -157,7 +232,7 @@ def infer(*,
           decode_kwargs: Optional[Mapping[str, Any]] = None,
           num_examples: Optional[int] = None,
           assignment_map: Sequence[Tuple[str, Optional[str]]] = (
-              (trainer.PROMPT_REGEX, None),),
+              (prompts.PROMPT_REGEX, None),),
           mesh_config: partitioning.MeshConfig = partitioning.MeshConfig(),
           seed: int = 0) -> int:
   """Writes one JSON line per input of a task's split; returns the count.
@@ -169,24 +244,32 @@ def infer(*,
   Raises:
     ValueError: an unknown mode.
   """
+  options = RunOptions(
+      model=model, initial_checkpoint_path=initial_checkpoint_path,
+      feature_lengths=feature_lengths, split=split, batch_size=batch_size,
+      decode_kwargs=decode_kwargs, num_examples=num_examples,
+      assignment_map=assignment_map, mesh_config=mesh_config, seed=seed)
+  return _infer(options, mixture_or_task_name, output_file, mode=mode)
+
+
+def _infer(options: RunOptions, mixture_or_task_name: str, output_file: str,
+           *, mode: str) -> int:
+  """`infer` with its shared arguments in `options`."""
   if mode not in ('predict', 'score'):
     raise ValueError(f"infer mode is {mode!r}; expected 'predict' or 'score'")
   from prompt_tuning.tasks import utils as task_utils  # pylint: disable=g-import-not-at-top
   task = task_utils.get_mixture_or_task(mixture_or_task_name)
-  setup = trainer.setup_model(model, initial_checkpoint_path, assignment_map,
-                              seed, mesh_config)
-  examples, dataset = task_examples(task, split, feature_lengths, num_examples)
+  setup = options.setup_model()
+  examples, dataset = options.task_examples(task)
   texts = [example_texts(example) for example in examples]
   if mode == 'predict':
-    outputs = evaluation.make_predict_fn(
-        model, decode_kwargs, batch_size=batch_size, mesh=setup.mesh,
-        rules=setup.rules)(dataset, setup.params, description='infer')
+    outputs = options.predict_fn(setup)(dataset, setup.params,
+                                        description='infer')
     vocabulary = task.output_features['targets'].vocabulary
     values = [vocabulary.decode(ids) for _, ids in outputs]
   else:
-    outputs = evaluation.make_score_fn(
-        model, batch_size=batch_size, mesh=setup.mesh,
-        rules=setup.rules)(dataset, setup.params, description='score')
+    outputs = options.score_fn(setup)(dataset, setup.params,
+                                      description='score')
     values = [float(score) for _, score in outputs]
   key = 'prediction' if mode == 'predict' else 'score'
   records = []
@@ -308,11 +391,11 @@ def serve_tasks(model: models.EncoderDecoderModel,
                                            num_examples) for t in tasks])
   order, dataset = mixed_task_dataset(datasets, [len(e) for e in examples])
   if mode == 'predict':
-    outputs = evaluation.make_predict_fn(
+    outputs = predict.make_predict_fn(
         model, decode_kwargs, batch_size=batch_size, mesh=mesh, rules=rules)(
             dataset, params, prompt=bank, description='serve')
   else:
-    outputs = evaluation.make_score_fn(
+    outputs = predict.make_score_fn(
         model, batch_size=batch_size, mesh=mesh, rules=rules)(
             dataset, params, prompt=bank, description='serve scores')
   records = []
@@ -342,7 +425,7 @@ def serve(*,
           decode_kwargs: Optional[Mapping[str, Any]] = None,
           num_examples: Optional[int] = None,
           assignment_map: Sequence[Tuple[str, Optional[str]]] = (
-              (trainer.PROMPT_REGEX, None),),
+              (prompts.PROMPT_REGEX, None),),
           mesh_config: partitioning.MeshConfig = partitioning.MeshConfig(),
           seed: int = 0) -> int:
   """Multi-task serving: writes one JSON line per input of several tasks.
@@ -365,18 +448,30 @@ def serve(*,
     ValueError: an empty or non-mapping `prompt_files`, prompts of different
       shapes, or an unknown mode.
   """
+  options = RunOptions(
+      model=model, initial_checkpoint_path=initial_checkpoint_path,
+      feature_lengths=feature_lengths, split=split, batch_size=batch_size,
+      decode_kwargs=decode_kwargs, num_examples=num_examples,
+      assignment_map=assignment_map, mesh_config=mesh_config, seed=seed)
+  return _serve(options, prompt_files, output_file, mode=mode)
+
+
+def _serve(options: RunOptions, prompt_files: Mapping[str, str],
+           output_file: str, *, mode: str) -> int:
+  """`serve` with its shared arguments in `options`."""
   if not isinstance(prompt_files, Mapping) or not prompt_files:
     raise ValueError(f'PROMPT_FILES is {prompt_files!r}; expected a non-empty '
                      'mapping {task name: .npy prompt file}.')
   names = list(prompt_files)
   bank = load_prompt_bank([prompt_files[n] for n in names],
                           flag='PROMPT_FILES')
-  setup = trainer.setup_model(model, initial_checkpoint_path, assignment_map,
-                              seed, mesh_config)
-  records = serve_tasks(model, setup.params, bank, names,
-                        feature_lengths=feature_lengths, split=split,
-                        mode=mode, batch_size=batch_size,
-                        decode_kwargs=decode_kwargs, num_examples=num_examples,
+  setup = options.setup_model()
+  records = serve_tasks(options.model, setup.params, bank, names,
+                        feature_lengths=options.feature_lengths,
+                        split=options.split, mode=mode,
+                        batch_size=options.batch_size,
+                        decode_kwargs=options.decode_kwargs,
+                        num_examples=options.num_examples,
                         mesh=setup.mesh, rules=setup.rules)
   for record in records:
     record.pop('tokens', None)

@@ -1,441 +1,42 @@
-"""Evaluation of a model and its parameters on seqio tasks.
+"""Evaluation of a model's parameters on seqio tasks, during training or once.
 
-Letters: B batch, T encoder input length, U decoder length, L decode length,
-C number of label strings, N examples.
-
-Three layers, each usable on its own:
-
-  * model functions in the form `seqio.Evaluator.evaluate` calls them:
-    `make_predict_fn` (decoding), `rank_classification_predict_fn` (scores
-    every label string, predicts the best one's tokens) and `make_score_fn`
-    (log-likelihood of the targets). Each returns `fn(dataset, params, ...)`;
-    bind `params` (e.g. with a lambda) before handing it to seqio.
   * `Evaluator`: caches a task's or mixture's eval split once, evaluates any
-    number of parameter sets (one per training step), and writes the metrics
-    with clu writers (TensorBoard under `EVAL_DIR/<task>`) and as JSON lines
-    in `EVAL_DIR/metrics.jsonl`. `evaluate` is the one-shot form.
+    number of parameter sets (one per training step) with the model functions
+    of `predict`, and writes the metrics with clu writers (TensorBoard under
+    `EVAL_DIR/<task>`) and as JSON lines in `EVAL_DIR/metrics.jsonl`.
+    `evaluate` is the one-shot form.
   * `BestCheckpointTracker`: remembers the best step by the selection score
     and keeps `MODEL_DIR/best_prompt.npy` and `best_prompt.json` up to date.
+  * `make_train_evaluator`: the two together, as the trainer's periodic
+    validation.
 
-Batches always have exactly `batch_size` rows: the last one is padded by
-repeating its examples and the padding is dropped from the outputs, so every
-jitted function compiles once per feature shape.
-
-Multi-host: every process reads the whole eval split (seqio caches it on each
-host), places each global batch on the mesh's data axis, and gets the outputs
-back replicated, so all processes compute the same metrics; only process 0
-writes files and summaries.
+Multi-host: every process evaluates the whole split (seqio caches it on each
+host) and computes the same metrics; only process 0 writes files and
+summaries.
 """
 import dataclasses
 import json
 import os
-import time
-from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional,
-                    Sequence, Tuple, Union)
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from absl import logging
 from clu import metric_writers
 import jax
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 import numpy as np
 import seqio
 import tensorflow as tf
 
-from prompt_tuning import checkpoints
-from prompt_tuning.training import partitioning
+from prompt_tuning.checkpoints import prompt_files
+from prompt_tuning.checkpoints import run_dir
+from prompt_tuning.model import prompts
 from prompt_tuning.tasks import metrics as metrics_lib
+from prompt_tuning.training import predict
+from prompt_tuning.utils import files
 
 Array = jax.Array
 PyTree = Any
 # {task name: {metric name: value}}.
 AllMetrics = Dict[str, Dict[str, float]]
-
-# Features a model function receives; the converter's other features (if any)
-# never reach the jitted functions, so they cannot cause recompilations.
-MODEL_FEATURES = ('encoder_input_tokens', 'decoder_input_tokens',
-                  'decoder_target_tokens', 'decoder_loss_weights',
-                  'prompt_ids')
-# Keyword arguments of `EncoderDecoderModel.predict_batch` that
-# `decode_kwargs` may set.
-DECODE_KWARGS = ('method', 'num_decodes', 'temperature', 'topk', 'topp',
-                 'alpha', 'max_decode_length')
-MODES = ('decode', 'rank')
-
-METRICS_FILE = 'metrics.jsonl'
-BEST_PROMPT_FILE = 'best_prompt.npy'
-BEST_PROMPT_JSON = 'best_prompt.json'
-
-
-# ---------------------------------------------------------------------------
-# Batching and running jitted model functions.
-# ---------------------------------------------------------------------------
-
-
-def _cardinality(dataset: tf.data.Dataset) -> Optional[int]:
-  n = int(dataset.cardinality())
-  return n if n >= 0 else None
-
-
-def _batches(dataset: tf.data.Dataset, batch_size: int
-            ) -> Iterator[Tuple[np.ndarray, Dict[str, np.ndarray]]]:
-  """Yields `(indices [n], features {name: [batch_size, ...]})`, n <= B.
-
-  `dataset` yields `(index, features)` pairs (seqio's enumerated eval
-  datasets) or bare feature dicts (then indices count from 0). A last batch of
-  n < B examples is padded to B rows by repeating its own examples.
-  """
-  enumerated = isinstance(dataset.element_spec, tuple)
-  offset = 0
-  for element in dataset.batch(batch_size).as_numpy_iterator():
-    if enumerated:
-      indices, features = element
-    else:
-      features = element
-      n = len(next(iter(features.values())))
-      indices = np.arange(offset, offset + n)
-    offset += len(indices)
-    batch = {k: np.asarray(features[k]) for k in MODEL_FEATURES
-             if k in features}
-    n = len(indices)
-    if n < batch_size:
-      # [n, ...] -> [B, ...]
-      rows = np.arange(batch_size) % n
-      batch = {k: v[rows] for k, v in batch.items()}
-    yield np.asarray(indices), batch
-
-
-def _place(batch: Dict[str, np.ndarray], mesh) -> Dict[str, Any]:
-  """The global batch as jax arrays split on the mesh's data axis."""
-  if mesh is None:
-    return batch
-  sharding = partitioning.data_sharding(mesh)
-  # Every process holds the whole global batch and supplies the slices of
-  # its own devices.
-  return {
-      k: jax.make_array_from_callback(v.shape, sharding,
-                                      lambda index, v=v: v[index])
-      for k, v in batch.items()
-  }
-
-
-def jit_on_mesh(fn: Callable[..., Any], mesh, rules) -> Callable[..., Any]:
-  """jax.jit of `fn`; with a mesh: traced under its rules, replicated out."""
-  if mesh is None:
-    return jax.jit(fn)
-  rules = rules if rules is not None else (
-      partitioning.standard_logical_axis_rules())
-  jitted = jax.jit(fn, out_shardings=NamedSharding(mesh, P()))
-
-  def call(*args):
-    with partitioning.mesh_context(mesh, rules):
-      return jitted(*args)
-
-  return call
-
-
-def _check_batch_size(batch_size: int, mesh) -> None:
-  if isinstance(batch_size, bool) or not isinstance(
-      batch_size, (int, np.integer)) or batch_size < 1:
-    raise ValueError(f'eval batch_size is {batch_size!r}; expected a positive '
-                     'integer.')
-  if mesh is not None and batch_size % mesh.shape['data']:
-    raise ValueError(
-        f'eval batch_size {batch_size} is not a multiple of the mesh data '
-        f'axis size {mesh.shape["data"]}; expected a multiple, since every '
-        'batch is split over the data axis.')
-
-
-def run_batches(dataset: tf.data.Dataset,
-                compute: Callable[[Dict[str, Any], int], PyTree],
-                batch_size: int,
-                *,
-                mesh=None,
-                description: str = 'eval',
-                log_every: int = 100) -> Tuple[np.ndarray, PyTree]:
-  """Runs `compute` over fixed-size batches of `dataset`; gathers the outputs.
-
-  Batch i+1 is dispatched before batch i's outputs are copied to the host, so
-  input preparation overlaps the device work.
-
-  Args:
-    dataset: yields `(index, features)` or feature dicts; see `_batches`.
-    compute: `(batch {name: [B, ...]}, batch number) -> tree of [B, ...]`,
-      typically a jitted model function.
-    batch_size: B; the last batch is padded to B rows.
-    mesh: optional mesh; batches are then split on its data axis.
-    description: names the run in progress logs.
-    log_every: log progress (process 0) every this many batches; 0: never.
-
-  Returns:
-    `(indices [N], outputs)`, outputs the tree of `compute`'s leaves as numpy
-    arrays `[N, ...]`, padding dropped, in dataset order.
-  """
-  total = _cardinality(dataset)
-  start = time.perf_counter()
-  pieces: List[Tuple[np.ndarray, PyTree]] = []
-  pending = None
-  done = 0
-
-  def fetch(item):
-    indices, outputs = item
-    n = len(indices)
-    return indices, jax.tree.map(lambda x: np.asarray(x)[:n], outputs)
-
-  for number, (indices, batch) in enumerate(_batches(dataset, batch_size)):
-    outputs = compute(_place(batch, mesh), number)
-    if pending is not None:
-      pieces.append(fetch(pending))
-    pending = (indices, outputs)
-    done += len(indices)
-    if (log_every and (number + 1) % log_every == 0 and
-        jax.process_index() == 0):
-      elapsed = time.perf_counter() - start
-      logging.info('%s: %d/%s examples, %.1f examples/s', description, done,
-                   total if total is not None else '?', done / elapsed)
-  if pending is not None:
-    pieces.append(fetch(pending))
-  if jax.process_index() == 0:
-    logging.info('%s: %d examples in %.1f s', description, done,
-                 time.perf_counter() - start)
-  if not pieces:
-    return np.zeros((0,), np.int64), None
-  indices = np.concatenate([p[0] for p in pieces])
-  outputs = jax.tree.map(lambda *xs: np.concatenate(xs),
-                         *[p[1] for p in pieces])
-  return indices, outputs
-
-
-# ---------------------------------------------------------------------------
-# Model functions in seqio's form.
-# ---------------------------------------------------------------------------
-
-
-def check_decode_kwargs(decode_kwargs: Optional[Mapping[str, Any]]
-                       ) -> Dict[str, Any]:
-  """A copy of `decode_kwargs`; raises ValueError on an unknown name."""
-  decode_kwargs = dict(decode_kwargs or {})
-  unknown = sorted(set(decode_kwargs) - set(DECODE_KWARGS))
-  if unknown:
-    raise ValueError(f'decode_kwargs has unknown argument(s) {unknown}; '
-                     f'expected names among {list(DECODE_KWARGS)}.')
-  return decode_kwargs
-
-
-def make_predict_fn(model: Any,
-                    decode_kwargs: Optional[Mapping[str, Any]] = None,
-                    *,
-                    batch_size: int = 32,
-                    mesh=None,
-                    rules=None,
-                    log_every: int = 100) -> Callable[..., Any]:
-  """Makes a decoding predict function in seqio's form.
-
-  The model's `predict_batch` is jitted once here; the returned function
-  takes the parameters as an argument, so it compiles once per feature shape
-  and serves every evaluation of a training run.
-
-    predict_fn = make_predict_fn(model, {'method': 'beam', 'num_decodes': 4})
-    seqio_evaluator.evaluate(compute_metrics=True,
-                             predict_fn=lambda ds: predict_fn(ds, params))
-
-  Args:
-    model: an `EncoderDecoderModel` (anything with its `predict_batch`).
-    decode_kwargs: keyword arguments of `predict_batch` among
-      `DECODE_KWARGS`, fixed (static) for this function.
-    batch_size: B, the rows of every batch.
-    mesh: optional device mesh; batches are split on its data axis.
-    rules: logical axis rules for tracing under `mesh` (default: standard).
-    log_every: progress log period in batches.
-
-  Returns:
-    `predict_fn(dataset, params, *, prompt=None, rng=None,
-    description='predict', with_aux=False) -> [(index, token ids [L])]`, one
-    pair per example of `dataset` in its order, ids as python ints (EOS then
-    zeros). `rng` (default PRNGKey(0)) is folded with the batch number for
-    sampling. With `with_aux` it returns seqio's predict-with-aux form,
-    `(that list, {'scores': [score of the returned decode]})`, from a second
-    compilation made on first use.
-
-  Raises:
-    ValueError: on an unknown decode argument or a bad batch size.
-  """
-  decode_kwargs = check_decode_kwargs(decode_kwargs)
-  _check_batch_size(batch_size, mesh)
-
-  def predict(params, batch, rng, prompt):
-    # [B, T] -> [B, L]
-    return model.predict_batch(params, batch, rng, prompt=prompt,
-                               **decode_kwargs)
-
-  def predict_with_scores(params, batch, rng, prompt):
-    # [B, T] -> ([B, L], [B])
-    return model.predict_batch(params, batch, rng, prompt=prompt,
-                               return_scores=True, **decode_kwargs)
-
-  jitted = {False: jit_on_mesh(predict, mesh, rules),
-            True: jit_on_mesh(predict_with_scores, mesh, rules)}
-
-  def predict_fn(dataset: tf.data.Dataset, params: PyTree, *,
-                 prompt: Optional[Array] = None, rng: Optional[Array] = None,
-                 description: str = 'predict', with_aux: bool = False):
-    rng = jax.random.PRNGKey(0) if rng is None else rng
-    fn = jitted[bool(with_aux)]
-    compute = lambda batch, i: fn(params, batch, jax.random.fold_in(rng, i),
-                                  prompt)
-    indices, outputs = run_batches(dataset, compute, batch_size, mesh=mesh,
-                                   description=description,
-                                   log_every=log_every)
-    if outputs is None:
-      pairs, scores = [], []
-    else:
-      tokens, scores = outputs if with_aux else (outputs, None)
-      pairs = [(int(i), row.tolist()) for i, row in zip(indices, tokens)]
-    if with_aux:
-      return pairs, {'scores': [float(x) for x in scores]}
-    return pairs
-
-  return predict_fn
-
-
-def make_score_fn(model: Any,
-                  *,
-                  batch_size: int = 32,
-                  mesh=None,
-                  rules=None,
-                  log_every: int = 100) -> Callable[..., Any]:
-  """Makes a scoring function in seqio's form (for score metrics).
-
-  Args:
-    model: an `EncoderDecoderModel` (anything with its `score_batch`).
-    batch_size: B, the rows of every batch.
-    mesh: optional device mesh; batches are split on its data axis.
-    rules: logical axis rules for tracing under `mesh` (default: standard).
-    log_every: progress log period in batches.
-
-  Returns:
-    `score_fn(dataset, params, *, prompt=None, description='score') ->
-    [(index, log-likelihood)]`, the targets' summed log-likelihood weighted by
-    `decoder_loss_weights`, one pair per example in dataset order.
-
-  Raises:
-    ValueError: on a bad batch size.
-  """
-  _check_batch_size(batch_size, mesh)
-
-  def score(params, batch, prompt):
-    # [B, T], [B, U] -> [B]
-    return model.score_batch(params, batch, prompt=prompt)
-
-  jitted = jit_on_mesh(score, mesh, rules)
-
-  def score_fn(dataset: tf.data.Dataset, params: PyTree, *,
-               prompt: Optional[Array] = None,
-               description: str = 'score') -> List[Tuple[int, float]]:
-    compute = lambda batch, i: jitted(params, batch, prompt)
-    indices, scores = run_batches(dataset, compute, batch_size, mesh=mesh,
-                                  description=description,
-                                  log_every=log_every)
-    if scores is None:
-      return []
-    return [(int(i), float(s)) for i, s in zip(indices, scores)]
-
-  return score_fn
-
-
-def label_token_ids(vocabulary: seqio.Vocabulary,
-                    label_strings: Sequence[str]) -> np.ndarray:
-  """Tokenises label strings, each followed by EOS, padded with 0.
-
-  Args:
-    vocabulary: the model's output vocabulary.
-    label_strings: `[C]` distinct label strings.
-
-  Returns:
-    int32 `[C, U]`, U the longest label's length plus one (EOS).
-
-  Raises:
-    ValueError: if `label_strings` is a bare string, empty, or has duplicates.
-  """
-  if isinstance(label_strings, (str, bytes)):
-    raise ValueError(f'label_strings is the string {label_strings!r}; '
-                     'expected a sequence of label strings.')
-  labels = list(label_strings)
-  if not labels:
-    raise ValueError('label_strings is empty; expected at least one label.')
-  if len(set(labels)) != len(labels):
-    raise ValueError(f'label_strings {labels!r} has duplicates; expected '
-                     'distinct labels.')
-  eos = [] if vocabulary.eos_id is None else [vocabulary.eos_id]
-  rows = [list(vocabulary.encode(s)) + eos for s in labels]
-  ids = np.zeros((len(rows), max(len(r) for r in rows)), np.int32)
-  for c, row in enumerate(rows):
-    ids[c, :len(row)] = row
-  return ids
-
-
-def rank_classification_predict_fn(model: Any,
-                                   label_strings: Sequence[str],
-                                   *,
-                                   batch_size: int = 32,
-                                   mesh=None,
-                                   rules=None,
-                                   log_every: int = 100
-                                  ) -> Callable[..., Any]:
-  """Makes a predict function that picks the most likely label string.
-
-  Every label string (tokenised with `model.output_vocabulary`, plus EOS) is
-  scored against each example by `model.rank_classify`; the prediction is the
-  argmax label's token ids, so the task's own postprocessor and metrics apply
-  unchanged. Ties go to the label listed first.
-
-  Args:
-    model: an `EncoderDecoderModel` (anything with `rank_classify` and
-      `output_vocabulary`).
-    label_strings: `[C]` distinct label strings, e.g. ('negative',
-      'positive').
-    batch_size: B, the rows of every batch.
-    mesh: optional device mesh; batches are split on its data axis.
-    rules: logical axis rules for tracing under `mesh` (default: standard).
-    log_every: progress log period in batches.
-
-  Returns:
-    `predict_fn(dataset, params, *, prompt=None, description='rank',
-    with_aux=False) -> [(index, label token ids [U])]` (padded with 0 to the
-    longest label). With `with_aux` it returns seqio's predict-with-aux form,
-    `(that list, {'scores': [[C log-likelihoods]]})`.
-
-  Raises:
-    ValueError: on bad label strings or batch size.
-  """
-  _check_batch_size(batch_size, mesh)
-  labels = label_token_ids(model.output_vocabulary, label_strings)
-
-  def rank(params, batch, label_ids, prompt):
-    # [B, T], [C, U] -> [B, C]
-    return model.rank_classify(params, batch, label_ids, prompt=prompt)
-
-  jitted = jit_on_mesh(rank, mesh, rules)
-
-  def predict_fn(dataset: tf.data.Dataset, params: PyTree, *,
-                 prompt: Optional[Array] = None, description: str = 'rank',
-                 with_aux: bool = False):
-    compute = lambda batch, i: jitted(params, batch, labels, prompt)
-    indices, scores = run_batches(dataset, compute, batch_size, mesh=mesh,
-                                  description=description,
-                                  log_every=log_every)
-    if scores is None:
-      pairs, score_rows = [], []
-    else:
-      # [N, C] -> [N]; np.argmax keeps the first of equal scores.
-      best = np.argmax(scores, axis=-1)
-      pairs = [(int(i), labels[c].tolist()) for i, c in zip(indices, best)]
-      score_rows = scores.astype(np.float64).tolist()
-    if with_aux:
-      return pairs, {'scores': score_rows}
-    return pairs
-
-  return predict_fn
 
 
 # ---------------------------------------------------------------------------
@@ -443,18 +44,14 @@ def rank_classification_predict_fn(model: Any,
 # ---------------------------------------------------------------------------
 
 
-def _is_gcs(path: str) -> bool:
-  return path.startswith('gs://')
-
-
 def _append_text(path: str, text: str) -> None:
   """Appends `text` to `path` (GCS objects cannot append: rewritten)."""
-  if _is_gcs(path):
+  if files.is_gcs(path):
     old = ''
     if tf.io.gfile.exists(path):
       with tf.io.gfile.GFile(path, 'r') as f:
         old = f.read()
-    checkpoints.atomic_write_bytes(path, (old + text).encode())
+    files.atomic_write_bytes(path, (old + text).encode())
     return
   with open(path, 'a') as f:
     f.write(text)
@@ -523,7 +120,8 @@ class Evaluator:
     EVAL_DIR/metrics.jsonl     {"step": ..., "task": ..., "metrics": {...}}
 
   EVAL_DIR is `eval_dir`, else `model_dir`/eval; with neither, metrics are
-  only logged. Tasks with score metrics are also scored (`make_score_fn`).
+  only logged. Tasks with score metrics are also scored
+  (`predict.make_score_fn`).
   Predict-with-aux metrics get aux value 'scores': the decode's score in mode
   'decode', the `[C]` label log-likelihoods in mode 'rank'.
 
@@ -588,18 +186,19 @@ class Evaluator:
       ValueError: on a bad mode, decode argument, batch size or label list,
         or if no task has the split and a metric.
     """
-    if mode not in MODES:
-      raise ValueError(f'eval mode is {mode!r}; expected one of {MODES}.')
+    if mode not in predict.MODES:
+      raise ValueError(f'eval mode is {mode!r}; expected one of '
+                       f'{predict.MODES}.')
     if mode == 'rank' and label_strings is None:
       raise ValueError("eval mode 'rank' needs label_strings (e.g. "
                        "CLASS_LABELS); got None.")
-    _check_batch_size(batch_size, mesh)
+    predict.check_batch_size(batch_size, mesh)
     self.model = model
     self.mode = mode
     self.split = split
     self.batch_size = batch_size
     if eval_dir is None and model_dir is not None:
-      eval_dir = os.path.join(os.fspath(model_dir), 'eval')
+      eval_dir = run_dir.eval_dir(os.fspath(model_dir))
     self.eval_dir = None if eval_dir is None else os.fspath(eval_dir)
     self._is_writer = jax.process_index() == 0
     if self.eval_dir is not None and self._is_writer:
@@ -634,10 +233,10 @@ class Evaluator:
 
     fn_kwargs = dict(batch_size=batch_size, mesh=mesh, rules=rules,
                      log_every=log_every)
-    self._score_fn = make_score_fn(model, **fn_kwargs)
+    self._score_fn = predict.make_score_fn(model, **fn_kwargs)
     self._predict_fns: Dict[str, Callable[..., Any]] = {}
     if mode == 'decode':
-      predict_fn = make_predict_fn(model, decode_kwargs, **fn_kwargs)
+      predict_fn = predict.make_predict_fn(model, decode_kwargs, **fn_kwargs)
       self._predict_fns = {task: predict_fn for task in self.task_names}
     else:
       if isinstance(label_strings, Mapping):
@@ -652,7 +251,7 @@ class Evaluator:
       by_labels = {}  # Tasks with the same labels share a compiled function.
       for task, labels in per_task.items():
         if labels not in by_labels:
-          by_labels[labels] = rank_classification_predict_fn(
+          by_labels[labels] = predict.rank_classification_predict_fn(
               model, labels, **fn_kwargs)
         self._predict_fns[task] = by_labels[labels]
     self._writers: Dict[str, metric_writers.MetricWriter] = {}
@@ -737,7 +336,7 @@ class Evaluator:
     writer.flush()
     if self.eval_dir is not None and self._is_writer:
       record = {'step': step, 'task': task, 'metrics': scalars}
-      _append_text(os.path.join(self.eval_dir, METRICS_FILE),
+      _append_text(run_dir.metrics_path(self.eval_dir),
                    json.dumps(record, sort_keys=True) + '\n')
     return scalars
 
@@ -861,12 +460,12 @@ class BestCheckpointTracker:
   @property
   def json_path(self) -> Optional[str]:
     return (None if self.model_dir is None else
-            os.path.join(self.model_dir, BEST_PROMPT_JSON))
+            run_dir.best_prompt_json_path(self.model_dir))
 
   @property
   def prompt_path(self) -> Optional[str]:
     return (None if self.model_dir is None else
-            os.path.join(self.model_dir, BEST_PROMPT_FILE))
+            run_dir.best_prompt_path(self.model_dir))
 
   def _restore(self) -> None:
     path = self.json_path
@@ -924,16 +523,12 @@ class BestCheckpointTracker:
     if self.model_dir is not None and jax.process_index() == 0:
       tf.io.gfile.makedirs(self.model_dir)
       if prompt is not None:
-        checkpoints.save_prompt(np.asarray(prompt), self.prompt_path)
+        prompt_files.save_prompt(np.asarray(prompt), self.prompt_path)
       record = {'step': step, 'score': score, 'metrics': self.best_metrics}
-      checkpoints.atomic_write_bytes(
+      files.atomic_write_bytes(
           self.json_path,
           (json.dumps(record, indent=2, sort_keys=True) + '\n').encode())
     return True
-
-
-# The learned prompt's name in the parameter tree ('/'-joined), as in t5x.
-PROMPT_PARAM = 'encoder/prompt/prompt/prompt'
 
 
 def _lookup(tree: PyTree, name: str) -> Optional[Any]:
@@ -948,7 +543,7 @@ def _lookup(tree: PyTree, name: str) -> Optional[Any]:
 
 def make_train_evaluator(evaluator: Evaluator,
                          tracker: Optional[BestCheckpointTracker] = None,
-                         prompt_param: str = PROMPT_PARAM
+                         prompt_param: str = prompts.PROMPT_PATH
                         ) -> Callable[[int, PyTree, PyTree], AllMetrics]:
   """The periodic-validation callback of `trainer.train(evaluator=...)`.
 

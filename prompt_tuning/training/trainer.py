@@ -19,20 +19,23 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
-import flax
 import jax
 import numpy as np
 import optax
 
-from prompt_tuning import checkpoints
+from prompt_tuning.checkpoints import prompt_files
+from prompt_tuning.checkpoints import run_dir
+from prompt_tuning.checkpoints import t5x
 from prompt_tuning.model import models
+from prompt_tuning.model import neighbours
+from prompt_tuning.model import prompts
 from prompt_tuning.training import partitioning
+from prompt_tuning.training import setup as setup_lib
+from prompt_tuning.utils import trees
 
 PyTree = Any
 
 # The learned prompt (t5.Transformer(prompt_length=P) owns it here).
-PROMPT_REGEX = r'encoder/prompt/.*'
-PROMPT_PARAM = 'encoder/prompt/prompt/prompt'
 MODEL_TUNING_REGEX = r'.*'
 
 
@@ -58,14 +61,6 @@ def adafactor(learning_rate: float = 0.3, decay_rate: float = 0.8,
 # ----------------------------------------------------------------------------
 
 
-def _flat(tree: PyTree) -> Dict[str, Any]:
-  return flax.traverse_util.flatten_dict(flax.core.unfreeze(tree), sep='/')
-
-
-def _unflat(flat: Mapping[str, Any]) -> Dict[str, Any]:
-  return flax.traverse_util.unflatten_dict(dict(flat), sep='/')
-
-
 def split_params(params: PyTree, trainable_regexes: Sequence[str]
                  ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
   """Splits a parameter tree into (trainable, frozen) nested dicts.
@@ -74,15 +69,15 @@ def split_params(params: PyTree, trainable_regexes: Sequence[str]
   """
   patterns = [re.compile(r) for r in trainable_regexes]
   trainable, frozen = {}, {}
-  for name, value in _flat(params).items():
+  for name, value in trees.flatten(params).items():
     (trainable if any(p.fullmatch(name) for p in patterns) else frozen)[
         name] = value
-  return _unflat(trainable), _unflat(frozen)
+  return trees.unflatten(trainable), trees.unflatten(frozen)
 
 
 def merge_params(trainable: PyTree, frozen: PyTree) -> Dict[str, Any]:
   """The inverse of `split_params`."""
-  return _unflat({**_flat(frozen), **_flat(trainable)})
+  return trees.unflatten({**trees.flatten(frozen), **trees.flatten(trainable)})
 
 
 FROZEN_DTYPES = ('float32', 'bfloat16')
@@ -263,7 +258,7 @@ def train_dataset(mixture_or_task_name: str,
 
 
 def numpy_checkpoint_dir(model_dir: str, step: int) -> str:
-  return os.path.join(model_dir, 'numpy_checkpoints', f'checkpoint_{step}')
+  return run_dir.numpy_checkpoint_dir(model_dir, step)
 
 
 def save_numpy_params(params: PyTree, model_dir: str, step: int) -> None:
@@ -271,8 +266,8 @@ def save_numpy_params(params: PyTree, model_dir: str, step: int) -> None:
   paper code's layout), e.g. `encoder.prompt.prompt.prompt.npy`."""
   directory = numpy_checkpoint_dir(model_dir, step)
   os.makedirs(directory, exist_ok=True)
-  for name, value in _flat(params).items():
-    checkpoints.save_prompt(np.asarray(value), os.path.join(
+  for name, value in trees.flatten(params).items():
+    prompt_files.save_prompt(np.asarray(value), os.path.join(
         directory, name.replace('/', '.') + '.npy'))
 
 
@@ -294,7 +289,7 @@ class TrainStateCheckpointer:
   def __init__(self, model_dir: str, keep: int):
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
     self._ocp = ocp
-    self._dir = os.path.join(os.path.abspath(model_dir), 'train_state')
+    self._dir = run_dir.train_state_dir(model_dir)
     self._manager = ocp.CheckpointManager(
         self._dir, options=ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=False))
@@ -337,114 +332,15 @@ def write_prompt_diagnostics(writer, step: int, trainable: PyTree,
                              with_neighbours: bool) -> None:
   """Prompt norm against the embeddings', drift from initialisation, and
   (with `with_neighbours`) the nearest vocabulary tokens as text."""
-  from prompt_tuning import interpret  # pylint: disable=g-import-not-at-top
-  current = {**_flat(frozen), **_flat(trainable)}
+  current = {**trees.flatten(frozen), **trees.flatten(trainable)}
   embedding = current['token_embedder/embedding']
-  writer.write_scalars(step, interpret.prompt_diagnostics(
-      current[PROMPT_PARAM], initial_prompt, embedding))
+  writer.write_scalars(step, neighbours.prompt_diagnostics(
+      current[prompts.PROMPT_PATH], initial_prompt, embedding))
   if with_neighbours and vocabulary is not None:
     writer.write_texts(step, {'prompt/nearest_neighbours':
-                              interpret.nearest_neighbour_text(
-                                  current[PROMPT_PARAM], embedding,
+                              neighbours.nearest_neighbour_text(
+                                  current[prompts.PROMPT_PATH], embedding,
                                   vocabulary, k=5, class_labels=class_labels)})
-
-
-# ----------------------------------------------------------------------------
-# Parameters from the initial checkpoint.
-# ----------------------------------------------------------------------------
-
-
-def load_initial_params(model: models.EncoderDecoderModel,
-                        initial_checkpoint_path: Optional[str],
-                        assignment_map: Sequence[Tuple[str, Optional[str]]],
-                        rng: jax.Array, shardings: PyTree,
-                        abstract: PyTree) -> PyTree:
-  """Parameters laid out by `shardings`: from the checkpoint where it has them,
-  freshly initialised where `assignment_map` says None (e.g. the prompt).
-
-  Only the parameters to initialise are computed: the jitted init returns just
-  those, and XLA drops the rest of the work.
-  """
-  flat_abstract = _flat(abstract)
-  if initial_checkpoint_path is None:
-    to_init = set(flat_abstract)
-  else:
-    rules = [(re.compile(p), r) for p, r in assignment_map]
-
-    def first_rule(name):
-      # t5x semantics, as in `checkpoints.load_t5x`: the first match wins.
-      return next((r for p, r in rules if p.fullmatch(name)), '')
-
-    to_init = {n for n in flat_abstract if first_rule(n) is None}
-  flat_shardings = _flat(shardings)
-
-  def init_subset(key):
-    flat = _flat(partitioning.unbox(model.init(key)))
-    return {n: flat[n] for n in sorted(to_init)}
-
-  initialised = jax.jit(init_subset, out_shardings={
-      n: flat_shardings[n] for n in sorted(to_init)})(rng) if to_init else {}
-  if initial_checkpoint_path is None:
-    return _unflat(initialised)
-  like = {n: (np.asarray(initialised[n]) if n in initialised else v)
-          for n, v in flat_abstract.items()}
-  loaded = _flat(checkpoints.load_t5x(initial_checkpoint_path,
-                                      like=_unflat(like),
-                                      assignment_map=assignment_map))
-  placed = {}
-  for name, value in loaded.items():
-    if name in initialised:
-      placed[name] = initialised[name]
-    else:
-      array = np.asarray(value)
-      placed[name] = jax.make_array_from_callback(
-          array.shape, flat_shardings[name], lambda index, a=array: a[index])
-  return _unflat(placed)
-
-
-@dataclasses.dataclass
-class ModelSetup:
-  """A device mesh, its rules, and the model's parameters laid out on it."""
-  mesh: Any
-  rules: partitioning.LogicalAxisRules
-  params: PyTree
-  shardings: PyTree
-
-
-def setup_model(model: models.EncoderDecoderModel,
-                initial_checkpoint_path: Optional[str],
-                assignment_map: Sequence[Tuple[str, Optional[str]]] = (
-                    (PROMPT_REGEX, None),),
-                seed: int = 0,
-                mesh_config: partitioning.MeshConfig = partitioning.MeshConfig(),
-                logical_axis_rules: Optional[partitioning.LogicalAxisRules] = None
-                ) -> ModelSetup:
-  """Builds the mesh and loads (or initialises) the parameters on it.
-
-  Shared by training, `eval` and `infer`.
-
-  Raises:
-    FileNotFoundError: `initial_checkpoint_path` does not exist.
-  """
-  if initial_checkpoint_path is not None and not (
-      initial_checkpoint_path.startswith('gs://')
-      or os.path.exists(initial_checkpoint_path)):
-    raise FileNotFoundError(
-        f'INITIAL_CHECKPOINT_PATH {initial_checkpoint_path} does not exist')
-  rules = logical_axis_rules or partitioning.standard_logical_axis_rules(
-      mesh_config.num_partitions)
-  mesh = partitioning.create_mesh(mesh_config)
-  init_rng = jax.random.split(jax.random.PRNGKey(seed))[0]
-  abstract_boxed = jax.eval_shape(model.init, init_rng)
-  shardings = partitioning.logical_to_mesh_shardings(abstract_boxed, mesh,
-                                                     rules)
-  # Unboxed outside the mesh context: under it, flax would constrain the
-  # abstract values' shardings.
-  abstract = partitioning.unbox(abstract_boxed)
-  with partitioning.mesh_context(mesh, rules):
-    params = load_initial_params(model, initial_checkpoint_path,
-                                 assignment_map, init_rng, shardings, abstract)
-  return ModelSetup(mesh=mesh, rules=rules, params=params, shardings=shardings)
 
 
 # ----------------------------------------------------------------------------
@@ -461,8 +357,8 @@ def _evaluate_zero_shot(model: models.EncoderDecoderModel, params: PyTree,
     raise ValueError('eval_zero_shot needs a model with a prompt; '
                      'prompt_length is 0')
   bare = dataclasses.replace(model, module=model.module.clone(prompt_length=0))
-  without_prompt = _unflat({name: value for name, value in _flat(params).items()
-                            if not re.fullmatch(PROMPT_REGEX, name)})
+  without_prompt = trees.unflatten({name: value for name, value in trees.flatten(params).items()
+                            if not re.fullmatch(prompts.PROMPT_REGEX, name)})
   evaluator = evaluation.Evaluator(bare, eval_name, **eval_kwargs)
   results = evaluator.evaluate(without_prompt, 0)
   for task, task_metrics in sorted(results.items()):
@@ -496,9 +392,9 @@ def train(*,
           model_dir: str,
           initial_checkpoint_path: Optional[str] = None,
           optimizer: Optional[optax.GradientTransformation] = None,
-          trainable_regexes: Sequence[str] = (PROMPT_REGEX,),
+          trainable_regexes: Sequence[str] = (prompts.PROMPT_REGEX,),
           assignment_map: Sequence[Tuple[str, Optional[str]]] = (
-              (PROMPT_REGEX, None),),
+              (prompts.PROMPT_REGEX, None),),
           mesh_config: partitioning.MeshConfig = partitioning.MeshConfig(),
           logical_axis_rules: Optional[partitioning.LogicalAxisRules] = None,
           seed: int = 0,
@@ -577,11 +473,12 @@ def train(*,
   os.makedirs(model_dir, exist_ok=True)
   is_chief = jax.process_index() == 0
   writer = metric_writers.create_default_writer(
-      os.path.join(model_dir, 'train'), just_logging=not is_chief)
+      run_dir.train_summary_dir(model_dir), just_logging=not is_chief)
 
   # --------------------------------------- Mesh, model and parameters.
-  setup = setup_model(model, initial_checkpoint_path, assignment_map, seed,
-                      mesh_config, logical_axis_rules)
+  setup = setup_lib.setup_model(model, initial_checkpoint_path,
+                                assignment_map, seed, mesh_config,
+                                logical_axis_rules)
   mesh, rules = setup.mesh, setup.rules
   # Raises, naming both numbers, unless the batch splits over the data axis.
   partitioning.global_batch_size_check(batch_size, mesh)
@@ -589,21 +486,21 @@ def train(*,
   trainable, frozen = split_params(setup.params, trainable_regexes)
   frozen = cast_frozen(frozen, frozen_dtype)
   # On the host before the first step donates it: diagnostics measure drift.
-  initial_prompt = _flat(trainable).get(PROMPT_PARAM)
+  initial_prompt = trees.flatten(trainable).get(prompts.PROMPT_PATH)
   if initial_prompt is not None:
     initial_prompt = jax.device_get(initial_prompt)
-  if not _flat(trainable):
+  if not trees.flatten(trainable):
     raise ValueError(f'trainable_regexes {list(trainable_regexes)} match no '
                      'parameter; names look like '
-                     f'{sorted(_flat(setup.params))[:3]}')
+                     f'{sorted(trees.flatten(setup.params))[:3]}')
   trainable_shardings, frozen_shardings = split_params(
       partitioning.unbox(setup.shardings), trainable_regexes)
   del setup
   n_train, b_train = count_params(trainable)
   n_frozen, b_frozen = count_params(frozen)
   logging.info('trainable: %s values (%s bytes) in %d arrays: %s',
-               f'{n_train:,}', f'{b_train:,}', len(_flat(trainable)),
-               sorted(_flat(trainable))[:8])
+               f'{n_train:,}', f'{b_train:,}', len(trees.flatten(trainable)),
+               sorted(trees.flatten(trainable))[:8])
   logging.info('frozen: %s values (%s bytes)', f'{n_frozen:,}',
                f'{b_frozen:,}')
 
@@ -653,7 +550,7 @@ def train(*,
   def evaluate(step):
     params = merge_params(trainable, frozen)
     results = evaluator.evaluate(params, step)
-    prompt = _flat(trainable).get(PROMPT_PARAM)
+    prompt = trees.flatten(trainable).get(prompts.PROMPT_PATH)
     selected = {task: task_metrics for task, task_metrics in results.items()
                 if not selection_tasks or task in selection_tasks}
     tracker.update(step, selected,
@@ -754,8 +651,8 @@ def train(*,
     logging.warning('the train step was recompiled %d time(s): batches of '
                     'more than one shape', compilations.count - 1)
   if export_t5x and is_chief:
-    export_dir = os.path.join(model_dir, f'checkpoint_{step}')
-    checkpoints.save_t5x(jax.device_get(merge_params(trainable, frozen)),
+    export_dir = run_dir.t5x_checkpoint_dir(model_dir, step)
+    t5x.save_t5x(jax.device_get(merge_params(trainable, frozen)),
                          export_dir, step=step, overwrite=True)
     logging.info('wrote t5x checkpoint %s', export_dir)
   checkpointer.close()

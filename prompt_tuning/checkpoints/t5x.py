@@ -1,4 +1,4 @@
-"""Checkpoint I/O: t5x legacy checkpoints, HF T5 safetensors and prompt files.
+"""t5x legacy checkpoints: read (whole, one array, or into a tree) and write.
 
 A t5x legacy checkpoint is a directory `checkpoint_<step>/` holding a msgpack
 file `checkpoint` (read with `flax.serialization.msgpack_restore`):
@@ -23,12 +23,11 @@ be copied or moved; `resolve_tensorstore_spec` turns it into an absolute
 Parameter names are flaxformer's T5 1.1 names joined with '/', e.g.
 `token_embedder/embedding` [V, H], `encoder/layers_0/attention/query/kernel`
 [H, N * D], `encoder/relpos_bias/rel_embedding` [N, buckets]; kernels are
-[in, out]. A learned prompt lives at `encoder/prompt/prompt/prompt` [P, H].
+[in, out]. A learned prompt lives at `prompts.PROMPT_PATH` [P, H].
 Letters: V vocab, H embed, N heads, D head dim, F mlp, P prompt length.
 """
 import copy
 import difflib
-import io
 import os
 import posixpath
 import re
@@ -40,128 +39,21 @@ from absl import logging
 from flax import serialization
 import jax
 import numpy as np
-import safetensors.numpy
 import tensorstore as ts
+
+from prompt_tuning.utils import files
+from prompt_tuning.utils import trees
 
 PathLike = Union[str, os.PathLike]
 PyTree = Any
 
 T5X_VERSION = 3
 EMBEDDING_NAME = 'token_embedder/embedding'
-PROMPT_NAME = 'encoder/prompt/prompt/prompt'
-_MSGPACK_FILE = 'checkpoint'
+# The msgpack file of a checkpoint directory.
+MSGPACK_FILE = 'checkpoint'
 # t5x aims at 64 MiB zarr chunks.
 _CHUNK_BYTES = 64 * 1024 * 1024
 _IO_CONCURRENCY = 128
-
-
-# ---------------------------------------------------------------------------
-# Paths: local files, or gs:// through tf.io.gfile (imported only then).
-# ---------------------------------------------------------------------------
-
-
-def _is_gcs(path: str) -> bool:
-  return path.startswith('gs://')
-
-
-def _gfile():
-  # TensorFlow is heavy and only needed for gs:// paths.
-  from tensorflow.io import gfile  # pylint: disable=g-import-not-at-top
-  return gfile
-
-
-def _exists(path: str) -> bool:
-  return _gfile().exists(path) if _is_gcs(path) else os.path.exists(path)
-
-
-def _isdir(path: str) -> bool:
-  return _gfile().isdir(path) if _is_gcs(path) else os.path.isdir(path)
-
-
-def _listdir(path: str) -> List[str]:
-  if _is_gcs(path):
-    return [p.rstrip('/') for p in _gfile().listdir(path)]
-  return os.listdir(path)
-
-
-def _read_bytes(path: str) -> bytes:
-  if _is_gcs(path):
-    with _gfile().GFile(path, 'rb') as f:
-      return f.read()
-  with open(path, 'rb') as f:
-    return f.read()
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-  """Writes `data` to a temporary sibling of `path`, then renames it, so the
-  file is never seen half-written; local paths and gs://."""
-  tmp = f'{path}.tmp-{uuid.uuid4().hex[:8]}'
-  if _is_gcs(path):
-    gfile = _gfile()
-    try:
-      with gfile.GFile(tmp, 'wb') as f:
-        f.write(data)
-      gfile.rename(tmp, path, overwrite=True)
-    except BaseException:
-      if gfile.exists(tmp):
-        gfile.remove(tmp)
-      raise
-    return
-  try:
-    with open(tmp, 'wb') as f:
-      f.write(data)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
-# ---------------------------------------------------------------------------
-# Trees: nested mappings <-> {'a/b/c': leaf}.
-# ---------------------------------------------------------------------------
-
-
-def _key_name(key: Any) -> str:
-  for attr in ('key', 'name', 'idx'):
-    if hasattr(key, attr):
-      return str(getattr(key, attr))
-  return str(key)
-
-
-def _flatten_with_names(tree: PyTree) -> Tuple[List[Tuple[str, Any]], Any]:
-  """Returns ([(name, leaf)], treedef); names are keys joined with '/'."""
-  leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
-  named = [('/'.join(_key_name(k) for k in path), leaf)
-           for path, leaf in leaves]
-  return named, treedef
-
-
-def _flatten_dict(tree: Mapping[str, Any], is_leaf) -> Dict[str, Any]:
-  """Flattens nested dicts whose leaves satisfy `is_leaf` (or are not dicts)."""
-  flat = {}
-
-  def visit(node, prefix):
-    for key, value in node.items():
-      name = f'{prefix}/{key}' if prefix else str(key)
-      if isinstance(value, Mapping) and not is_leaf(value):
-        visit(value, name)
-      else:
-        flat[name] = value
-
-  visit(tree, '')
-  return flat
-
-
-def _unflatten_dict(flat: Mapping[str, Any]) -> Dict[str, Any]:
-  tree = {}
-  for name, value in flat.items():
-    *parents, last = name.split('/')
-    node = tree
-    for part in parents:
-      node = node.setdefault(part, {})
-    node[last] = value
-  return tree
 
 
 def _shape(leaf: Any) -> Tuple[int, ...]:
@@ -181,8 +73,8 @@ def check_tree(params: PyTree, expected: PyTree, *, source: str) -> None:
     ValueError: naming `source` and the first (in sorted order) parameter that
       is missing, unexpected, or has a different shape (both shapes given).
   """
-  got = {n: _shape(x) for n, x in _flatten_with_names(params)[0]}
-  want = {n: _shape(x) for n, x in _flatten_with_names(expected)[0]}
+  got = {n: _shape(x) for n, x in trees.flatten_with_names(params)[0]}
+  want = {n: _shape(x) for n, x in trees.flatten_with_names(expected)[0]}
   problems = []
   for name in sorted(set(got) | set(want)):
     if name not in got:
@@ -240,7 +132,7 @@ def resolve_tensorstore_spec(spec: Mapping[str, Any],
   if not relative:
     raise ValueError(f'{checkpoint_dir}: tensorstore spec {spec} has no path')
   checkpoint_dir = os.fspath(checkpoint_dir)
-  if _is_gcs(checkpoint_dir):
+  if files.is_gcs(checkpoint_dir):
     match = re.fullmatch(r'gs://([^/]+)/?(.*)', checkpoint_dir.rstrip('/'))
     if match is None:
       raise ValueError(f'{checkpoint_dir}: not a gs://bucket/path URL')
@@ -261,21 +153,21 @@ def resolve_tensorstore_spec(spec: Mapping[str, Any],
 def _locate(path: PathLike) -> Tuple[str, str]:
   """Returns (checkpoint dir, msgpack file) for a checkpoint dir or its file."""
   path = os.fspath(path)
-  if not _exists(path):
+  if not files.exists(path):
     raise FileNotFoundError(f't5x checkpoint {path} does not exist')
-  if not _is_gcs(path):
+  if not files.is_gcs(path):
     # tensorstore's file driver takes absolute paths only.
     path = os.path.abspath(path)
-  if not _isdir(path):
+  if not files.isdir(path):
     return os.path.dirname(path), path
-  file = os.path.join(path, _MSGPACK_FILE)
-  if not _exists(file):
-    steps = sorted(n for n in _listdir(path)
+  file = os.path.join(path, MSGPACK_FILE)
+  if not files.exists(file):
+    steps = sorted(n for n in files.listdir(path)
                    if re.fullmatch(r'checkpoint_\d+', n))
     hint = f'; it holds step directories {steps}' if steps else ''
     raise FileNotFoundError(
         f't5x checkpoint directory {path} has no msgpack file '
-        f"'{_MSGPACK_FILE}'{hint}")
+        f"'{MSGPACK_FILE}'{hint}")
   return path, file
 
 
@@ -287,7 +179,7 @@ def _read_msgpack(path: PathLike) -> Tuple[str, Dict[str, Any]]:
     for the parameters under `optimizer/target`.
   """
   checkpoint_dir, file = _locate(path)
-  raw = _read_bytes(file)
+  raw = files.read_bytes(file)
   try:
     contents = serialization.msgpack_restore(raw)
   except Exception as e:  # msgpack raises several types for bad input.
@@ -303,7 +195,7 @@ def _read_msgpack(path: PathLike) -> Tuple[str, Dict[str, Any]]:
   if version != T5X_VERSION:
     logging.warning('%s: t5x checkpoint version %s, expected %d.', file,
                     version, T5X_VERSION)
-  stored = _flatten_dict(contents['optimizer']['target'], is_leaf=_is_ts_spec)
+  stored = trees.flatten(contents['optimizer']['target'], is_leaf=_is_ts_spec)
   return checkpoint_dir, stored
 
 
@@ -408,10 +300,10 @@ def load_t5x(path: PathLike,
     if assignment_map or fallback_to_scratch:
       raise ValueError('load_t5x: assignment_map and fallback_to_scratch need '
                        '`like`')
-    return _unflatten_dict(_read_arrays(stored, checkpoint_dir))
+    return trees.unflatten(_read_arrays(stored, checkpoint_dir))
 
   rules = [(re.compile(p), r) for p, r in assignment_map]
-  named, treedef = _flatten_with_names(like)
+  named, treedef = trees.flatten_with_names(like)
   to_read, kept, used = {}, {}, set()
   for name, leaf in named:
     ckpt_name = _apply_assignment_map(name, rules)
@@ -469,46 +361,6 @@ def load_t5x_array(path: PathLike, name: str) -> np.ndarray:
         f'{os.fspath(path)}: parameter {name!r} is not in the checkpoint; '
         f'close names: {difflib.get_close_matches(name, list(stored), n=3)}')
   return _read_arrays({name: stored[name]}, checkpoint_dir)[name]
-
-
-def prompt_from_t5x(path: PathLike) -> np.ndarray:
-  """Reads the prompt [P, H] stored at `encoder/prompt/prompt/prompt`."""
-  return load_t5x_array(path, PROMPT_NAME)
-
-
-def _load_npy(path: str, what: str, alternative: str = '') -> np.ndarray:
-  """Reads one array from a .npy file; errors name `what` and `path`."""
-  try:
-    array = np.load(io.BytesIO(_read_bytes(path)), allow_pickle=False)
-  except (ValueError, OSError, EOFError) as e:
-    raise ValueError(f'{what} {path} is not a readable .npy file{alternative}: '
-                     f'{e}') from e
-  if not isinstance(array, np.ndarray):
-    raise ValueError(f'{what} {path} holds a {type(array).__name__}, expected '
-                     'a single .npy array')
-  return array
-
-
-def load_embedding(path: PathLike) -> np.ndarray:
-  """Reads an embedding table [V, H] from a `.npy` file or a t5x checkpoint.
-
-  Raises:
-    FileNotFoundError: `path` does not exist.
-    ValueError: `path` is neither a readable `.npy` file nor a t5x checkpoint,
-      or the table is not 2-D.
-  """
-  path = os.fspath(path)
-  if not _exists(path):
-    raise FileNotFoundError(f'embedding file {path} does not exist')
-  if _isdir(path) or os.path.basename(path) == _MSGPACK_FILE:
-    table = load_t5x_array(path, EMBEDDING_NAME)
-  else:
-    table = _load_npy(path, 'embedding file',
-                      ' (nor a t5x checkpoint directory)')
-  if table.ndim != 2:
-    raise ValueError(f'embedding file {path} holds shape {table.shape}, '
-                     'expected [vocab, embed]')
-  return table
 
 
 # ---------------------------------------------------------------------------
@@ -634,12 +486,12 @@ def save_t5x(params: PyTree,
     ValueError: `path` is a gs:// URL, or a parameter name contains '.'.
   """
   path = os.fspath(path).rstrip('/')
-  if _is_gcs(path):
+  if files.is_gcs(path):
     raise ValueError(f'save_t5x writes local directories only, got {path}')
   if os.path.lexists(path) and not overwrite:
     raise FileExistsError(f'{path} already exists; pass overwrite=True to '
                           'replace it')
-  named, _ = _flatten_with_names(params)
+  named, _ = trees.flatten_with_names(params)
   flat = {}
   for name, leaf in named:
     if any('.' in part for part in name.split('/')):
@@ -666,7 +518,7 @@ def save_t5x(params: PyTree,
   contents = {
       'version': T5X_VERSION,
       'optimizer': {
-          'target': _unflatten_dict(target),
+          'target': trees.unflatten(target),
           'state': {'step': np.asarray(step, np.int32)},
       },
   }
@@ -676,194 +528,10 @@ def save_t5x(params: PyTree,
     os.makedirs(tmp)
     _write_zarr_arrays({n: (resolve_tensorstore_spec(s, tmp), flat[n])
                         for n, s in zarr_specs.items()})
-    _write_msgpack(os.path.join(tmp, _MSGPACK_FILE), contents)
+    _write_msgpack(os.path.join(tmp, MSGPACK_FILE), contents)
     _replace_dir(tmp, path)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
   logging.info('Wrote t5x checkpoint (%d parameters, step %d) to %s.',
                len(flat), step, path)
-
-
-# ---------------------------------------------------------------------------
-# HF transformers T5 safetensors.
-# ---------------------------------------------------------------------------
-
-_HF_EMBED_ALIASES = ('encoder.embed_tokens.weight',
-                     'decoder.embed_tokens.weight')
-_HF_ATTENTION = (('q', 'query'), ('k', 'key'), ('v', 'value'), ('o', 'out'))
-_HF_MLP = ('wi_0', 'wi_1', 'wo')
-
-
-def _hf_table(num_encoder_layers: int, num_decoder_layers: int,
-              lm_head: bool) -> List[Tuple[str, str, bool]]:
-  """(HF name, our name, transpose) for every parameter of a T5 1.1.
-
-  HF `nn.Linear` weights are [out, in] and its relative attention tables are
-  [buckets, heads]; ours are [in, out] and [heads, buckets], hence transpose.
-  """
-  table = [
-      ('shared.weight', EMBEDDING_NAME, False),
-      ('encoder.final_layer_norm.weight', 'encoder/encoder_norm/scale', False),
-      ('decoder.final_layer_norm.weight', 'decoder/decoder_norm/scale', False),
-  ]
-  for stack in ('encoder', 'decoder'):
-    table.append((f'{stack}.block.0.layer.0.SelfAttention.'
-                  'relative_attention_bias.weight',
-                  f'{stack}/relpos_bias/rel_embedding', True))
-  # (stack, HF sublayer index, HF module, our module, our layer norm)
-  sublayers = [('encoder', 0, 'SelfAttention', 'attention',
-                'pre_attention_layer_norm'),
-               ('encoder', 1, 'DenseReluDense', 'mlp', 'pre_mlp_layer_norm'),
-               ('decoder', 0, 'SelfAttention', 'self_attention',
-                'pre_self_attention_layer_norm'),
-               ('decoder', 1, 'EncDecAttention', 'encoder_decoder_attention',
-                'pre_cross_attention_layer_norm'),
-               ('decoder', 2, 'DenseReluDense', 'mlp', 'pre_mlp_layer_norm')]
-  counts = {'encoder': num_encoder_layers, 'decoder': num_decoder_layers}
-  for stack, sub, hf_module, module, norm in sublayers:
-    for i in range(counts[stack]):
-      hf = f'{stack}.block.{i}.layer.{sub}'
-      ours = f'{stack}/layers_{i}'
-      table.append((f'{hf}.layer_norm.weight', f'{ours}/{norm}/scale', False))
-      pairs = (_HF_ATTENTION if module != 'mlp' else [(m, m) for m in _HF_MLP])
-      for hf_name, our_name in pairs:
-        table.append((f'{hf}.{hf_module}.{hf_name}.weight',
-                      f'{ours}/{module}/{our_name}/kernel', True))
-  if lm_head:
-    table.append(('lm_head.weight', 'decoder/logits_dense/kernel', True))
-  return table
-
-
-def _count_layers(names, pattern: str, source: str, what: str) -> int:
-  matches = map(re.compile(pattern).match, names)
-  indices = sorted({int(m.group(1)) for m in matches if m})
-  if indices != list(range(len(indices))):
-    raise ValueError(f'{source}: {what} layer indices {indices} are not '
-                     f'0..{len(indices) - 1}')
-  return len(indices)
-
-
-def load_hf_safetensors(path: PathLike,
-                        *,
-                        num_layers: Optional[int] = None) -> Dict[str, Any]:
-  """Reads an HF transformers T5 `model.safetensors` into our parameter tree.
-
-  No torch is needed. `lm_head.weight`, when present, becomes
-  `decoder/logits_dense/kernel` (T5 1.1 has an untied output projection);
-  without it the tree is the tied (T5 1.0) variant. The HF file names one
-  table `shared.weight` and may repeat it as `{encoder,decoder}.embed_tokens`;
-  either name is accepted, and copies must be equal.
-
-  Args:
-    path: the `.safetensors` file.
-    num_layers: if given, the encoder and decoder must both have this many
-      layers.
-
-  Returns:
-    Nested dict of numpy arrays with flaxformer T5 names.
-
-  Raises:
-    FileNotFoundError: `path` does not exist.
-    ValueError: unknown or missing HF names, embed_tokens copies that differ
-      from `shared.weight`, or a layer count other than `num_layers`.
-  """
-  path = os.fspath(path)
-  if not _exists(path):
-    raise FileNotFoundError(f'safetensors file {path} does not exist')
-  if _is_gcs(path):
-    tensors = safetensors.numpy.load(_read_bytes(path))
-  else:
-    tensors = safetensors.numpy.load_file(path)
-  shared = tensors.get('shared.weight')
-  for alias in _HF_EMBED_ALIASES:
-    copy_ = tensors.pop(alias, None)
-    if copy_ is None:
-      continue
-    if shared is None:
-      shared = tensors['shared.weight'] = copy_
-    elif not np.array_equal(copy_, shared):
-      raise ValueError(f'{path}: {alias} differs from shared.weight; expected '
-                       'a copy of it')
-  num_encoder = _count_layers(tensors, r'encoder\.block\.(\d+)\.', path,
-                              'encoder')
-  num_decoder = _count_layers(tensors, r'decoder\.block\.(\d+)\.', path,
-                              'decoder')
-  if num_layers is not None and (num_encoder, num_decoder) != (num_layers,) * 2:
-    raise ValueError(f'{path}: {num_encoder} encoder and {num_decoder} decoder '
-                     f'layers, expected num_layers={num_layers}')
-  table = _hf_table(num_encoder, num_decoder, 'lm_head.weight' in tensors)
-  unknown = sorted(set(tensors) - {hf for hf, _, _ in table})
-  if unknown:
-    raise ValueError(f'{path}: unknown HF T5 parameter names {unknown}')
-  missing = [hf for hf, _, _ in table if hf not in tensors]
-  if missing:
-    raise ValueError(f'{path}: missing HF T5 parameters {missing}')
-  flat = {ours: (tensors[hf].T.copy() if transpose else tensors[hf])
-          for hf, ours, transpose in table}
-  return _unflatten_dict(flat)
-
-
-def save_hf_safetensors(params: PyTree, path: PathLike) -> None:
-  """Writes our T5 parameter tree as an HF transformers `model.safetensors`.
-
-  The inverse of `load_hf_safetensors`; `shared.weight` is also written as
-  `encoder.embed_tokens.weight` and `decoder.embed_tokens.weight`. The file is
-  written atomically (temporary sibling, then rename).
-
-  Raises:
-    ValueError: a parameter has no HF name (e.g. a prompt) or is missing.
-  """
-  path = os.fspath(path)
-  flat = {n: np.asarray(x) for n, x in _flatten_with_names(params)[0]}
-  num_encoder = _count_layers(flat, r'encoder/layers_(\d+)/', path, 'encoder')
-  num_decoder = _count_layers(flat, r'decoder/layers_(\d+)/', path, 'decoder')
-  table = _hf_table(num_encoder, num_decoder,
-                    'decoder/logits_dense/kernel' in flat)
-  unknown = sorted(set(flat) - {ours for _, ours, _ in table})
-  if unknown:
-    raise ValueError(f'{path}: parameters with no HF T5 name: {unknown}')
-  missing = [ours for _, ours, _ in table if ours not in flat]
-  if missing:
-    raise ValueError(f'{path}: missing T5 parameters {missing}')
-  tensors = {
-      hf: np.ascontiguousarray(flat[ours].T if transpose else flat[ours])
-      for hf, ours, transpose in table
-  }
-  for alias in _HF_EMBED_ALIASES:
-    tensors[alias] = tensors['shared.weight']
-  data = safetensors.numpy.save(tensors, metadata={'format': 'pt'})
-  atomic_write_bytes(path, data)
-
-
-# ---------------------------------------------------------------------------
-# Prompt files.
-# ---------------------------------------------------------------------------
-
-
-def save_prompt(prompt: Any, path: PathLike) -> None:
-  """Writes a prompt [P, H] (or a bank [N, P, H]) as a `.npy` file, atomically.
-
-  The exact name `path` is used (np.save's '.npy' suffixing is bypassed).
-  """
-  buffer = io.BytesIO()
-  np.save(buffer, np.asarray(prompt), allow_pickle=False)
-  atomic_write_bytes(os.fspath(path), buffer.getvalue())
-
-
-def load_prompt(path: PathLike,
-                expected_shape: Optional[Sequence[int]] = None) -> np.ndarray:
-  """Reads a `.npy` prompt, checking its shape against `expected_shape`.
-
-  Raises:
-    FileNotFoundError: `path` does not exist.
-    ValueError: unreadable file, or shape differs (both shapes named).
-  """
-  path = os.fspath(path)
-  if not _exists(path):
-    raise FileNotFoundError(f'prompt file {path} does not exist')
-  prompt = _load_npy(path, 'prompt file')
-  if expected_shape is not None and prompt.shape != tuple(expected_shape):
-    raise ValueError(f'prompt file {path} holds shape {prompt.shape}, expected '
-                     f'{tuple(expected_shape)}')
-  return prompt

@@ -1,4 +1,9 @@
-"""What a step should cost, from the config alone: FLOPs, MFU, optimizer state.
+"""Parameter, FLOP and byte arithmetic of a T5, from its config alone.
+
+Parameters: `t5_parameter_shapes` gives every parameter's shape in closed form
+(no tracing), named as in the parameter tree; `count_parameters` their total.
+
+FLOPs: what a step should cost, and MFU; bytes: the optimizer state.
 
 Letters: B batch, T input length, P prompt length, S = P + T encoder length,
 U target (decoder) length, H d_model, I = heads x head dim (attention inner
@@ -34,14 +39,92 @@ cross-attention, so its count is a little lower than 2 W + 3 A.)
 Rematerialisation adds about one forward pass of the layers to the work
 done; model FLOPs, and so MFU, leave it out (as is usual).
 """
+import math
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import jax
 import numpy as np
 
+from prompt_tuning.model import prompts
 from prompt_tuning.model import t5
 
 PyTree = Any
+
+
+# ----------------------------------------------------------------------------
+# Parameters.
+# ----------------------------------------------------------------------------
+
+
+def t5_parameter_shapes(config: t5.T5Config,
+                        prompt_length: int = 0) -> Dict[str, Tuple[int, ...]]:
+  """The shapes of `t5.Transformer(config, prompt_length)`'s parameters.
+
+  Computed in closed form (no tracing), named as in the parameter tree
+  (flaxformer's names, '/'-joined), so trainable regexes can be matched
+  against them as the trainer does. Methods add no parameters here.
+
+  Args:
+    config: the model's sizes.
+    prompt_length: P; 0 for a model without a prompt.
+
+  Returns:
+    parameter name -> shape, e.g. 'encoder/prompt/prompt/prompt' -> (P, H).
+  """
+  h, v, mlp = config.emb_dim, config.vocab_size, config.mlp_dim
+  joined = config.num_heads * config.head_dim
+  shapes = {'token_embedder/embedding': (v, h)}
+
+  def attention(prefix):
+    for name in ('query', 'key', 'value'):
+      shapes[f'{prefix}/{name}/kernel'] = (h, joined)
+    shapes[f'{prefix}/out/kernel'] = (joined, h)
+
+  def mlp_block(prefix):
+    n = len(config.mlp_activations)
+    for name in ([f'wi_{i}' for i in range(n)] if n > 1 else ['wi']):
+      shapes[f'{prefix}/mlp/{name}/kernel'] = (h, mlp)
+    shapes[f'{prefix}/mlp/wo/kernel'] = (mlp, h)
+
+  relpos = (config.num_heads, config.relative_attention_num_buckets)
+  if prompt_length:
+    shapes[prompts.PROMPT_PATH] = (prompt_length, h)
+  shapes['encoder/relpos_bias/rel_embedding'] = relpos
+  for i in range(config.num_encoder_layers):
+    layer = f'encoder/layers_{i}'
+    shapes[f'{layer}/pre_attention_layer_norm/scale'] = (h,)
+    attention(f'{layer}/attention')
+    shapes[f'{layer}/pre_mlp_layer_norm/scale'] = (h,)
+    mlp_block(layer)
+  shapes['encoder/encoder_norm/scale'] = (h,)
+  shapes['decoder/relpos_bias/rel_embedding'] = relpos
+  for i in range(config.num_decoder_layers):
+    layer = f'decoder/layers_{i}'
+    shapes[f'{layer}/pre_self_attention_layer_norm/scale'] = (h,)
+    attention(f'{layer}/self_attention')
+    shapes[f'{layer}/pre_cross_attention_layer_norm/scale'] = (h,)
+    attention(f'{layer}/encoder_decoder_attention')
+    shapes[f'{layer}/pre_mlp_layer_norm/scale'] = (h,)
+    mlp_block(layer)
+  shapes['decoder/decoder_norm/scale'] = (h,)
+  if not config.logits_via_embedding:
+    shapes['decoder/logits_dense/kernel'] = (h, v)
+  return shapes
+
+
+def count_parameters(config: t5.T5Config, prompt_length: int = 0) -> int:
+  """Number of parameters of `t5.Transformer(config, prompt_length)`.
+
+  For `t5.CONFIGS` with `prompt_length=100` this gives the paper's Table 4
+  totals (e.g. 11,135,741,952 for XXL).
+  """
+  return sum(math.prod(s) for s in
+             t5_parameter_shapes(config, prompt_length).values())
+
+
+# ----------------------------------------------------------------------------
+# FLOPs.
+# ----------------------------------------------------------------------------
 
 METHODS = ('prompt_tuning', 'model_tuning', 'forward')
 

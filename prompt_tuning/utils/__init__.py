@@ -1,0 +1,1 @@
+"""Helpers that know nothing of the model: files (local or gs://) and trees."""
