@@ -45,15 +45,16 @@ from typing import List, Sequence
 
 from absl import app
 from absl import flags
-import jax
 
-from prompt_tuning.benchmarks import common as bench_utils
-from prompt_tuning.benchmarks import suites as bench_suites
 from prompt_tuning.cli import gin_utils
-from prompt_tuning.training import trainer
 from prompt_tuning.utils import files
 
-SIZES = bench_utils.SIZES
+# Copies of the library's names (benchmarks.suites.SUITES,
+# benchmarks.common.DTYPES, training.trainer.FROZEN_DTYPES; a test pins
+# them), so that --help and bad flags answer before JAX loads.
+SUITES = ('train', 'inference', 'serving', 'scaling')
+DTYPES = ('float32', 'bfloat16')
+FROZEN_DTYPES = ('float32', 'bfloat16')
 
 
 # ----------------------------------------------------------------------------
@@ -61,9 +62,10 @@ SIZES = bench_utils.SIZES
 # ----------------------------------------------------------------------------
 
 _SUITE = flags.DEFINE_list('suite', ['train'],
-                           f'Suites to run, of {list(bench_suites.SUITES)}.')
+                           f'Suites to run, of {list(SUITES)}.')
 _SIZE = flags.DEFINE_string(
-    'size', 'anchor', f'Model size, one of {sorted(SIZES)}.')
+    'size', 'anchor', 'Model size: anchor, embedded, tiny or a T5 1.1 size '
+    '(small, base, large, xl, xxl).')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 8, 'Global batch size.')
 _INPUT_LENGTH = flags.DEFINE_integer('input_length', 128,
                                      'Encoder input tokens per example.')
@@ -78,10 +80,10 @@ _STEPS_PER_REPEAT = flags.DEFINE_integer(
     'accelerators).')
 _WARMUP_STEPS = flags.DEFINE_integer(
     'warmup_steps', 2, 'Untimed steps of each case after compiling.')
-_DTYPE = flags.DEFINE_enum('dtype', 'float32', list(bench_utils.DTYPES),
+_DTYPE = flags.DEFINE_enum('dtype', 'float32', list(DTYPES),
                            'Activation dtype (parameters stay float32).')
 _FROZEN_DTYPE = flags.DEFINE_enum(
-    'frozen_dtype', 'float32', list(trainer.FROZEN_DTYPES),
+    'frozen_dtype', 'float32', list(FROZEN_DTYPES),
     'dtype the frozen weights are kept in (FROZEN_DTYPE of the trainer).')
 _REMAT = flags.DEFINE_boolean('remat', False,
                               'Rematerialise encoder and decoder layers.')
@@ -144,6 +146,8 @@ def _ints(name: str, values: Sequence[str]) -> List[int]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  import jax  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.benchmarks import suites as bench_suites  # pylint: disable=g-import-not-at-top
   # See the module's NOTE; read when torch is first imported.
   policy = os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
   if _PRNG_IMPL.value:

@@ -36,8 +36,6 @@ from absl import app
 from absl import flags
 
 from prompt_tuning.cli import gin_utils
-from prompt_tuning.experiments import compare
-from prompt_tuning.methods import presets
 from prompt_tuning.utils import files
 
 DEFAULT_GIN_FILES = ('corpus/prompt_tune.gin',)
@@ -69,6 +67,8 @@ def main(argv: Sequence[str],
   """
   if len(argv) > 1:
     raise app.UsageError(f'unexpected positional arguments: {argv[1:]}')
+  from prompt_tuning.experiments import compare  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.methods import presets  # pylint: disable=g-import-not-at-top
   output_dir, train_steps = flag_values.output_dir, flag_values.train_steps
   gin_files = list(flag_values.gin_file or DEFAULT_GIN_FILES)
   bindings = list(flag_values.gin_bindings)

@@ -54,7 +54,6 @@ from absl import logging
 
 from prompt_tuning.cli import config_check
 from prompt_tuning.cli import gin_utils
-from prompt_tuning.training import memory
 
 
 def main(argv: Sequence[str],
@@ -65,6 +64,7 @@ def main(argv: Sequence[str],
   """
   if len(argv) > 1:
     raise app.UsageError(f'unexpected positional arguments: {argv[1:]}')
+  from prompt_tuning.training import memory  # pylint: disable=g-import-not-at-top
   # The per-config gin dump and gin's search-path misses would bury the table.
   if flag_values['verbosity'].using_default_value:
     logging.set_verbosity(logging.WARNING)

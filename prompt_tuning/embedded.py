@@ -43,7 +43,6 @@ from absl import flags
 
 from prompt_tuning.checkpoints import embedded
 from prompt_tuning.cli import gin_utils
-from prompt_tuning.experiments import pretraining
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -61,6 +60,7 @@ def main(argv: Sequence[str],
   """Pretrains embedded models and installs their checkpoints."""
   if len(argv) > 1:
     raise app.UsageError(f'unexpected positional arguments: {argv[1:]}')
+  from prompt_tuning.experiments import pretraining  # pylint: disable=g-import-not-at-top
   model, work_dir = flag_values.model, flag_values.work_dir
   if model == 'prefixed':
     pretraining.pretrain_prefixed_model(work_dir)

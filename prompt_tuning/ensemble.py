@@ -1,5 +1,12 @@
 r"""Prompt ensembling (paper section 6): N prompts, one pass, majority vote.
 
+    python -m prompt_tuning.ensemble --model_dir=/tmp/s0 --model_dir=/tmp/s1 \
+      --model_dir=/tmp/s2 [--gin.ENSEMBLE_OUTPUT_DIR="'/tmp/ensemble'"]
+
+ensembles the best prompts of runs of one model and task, on the first run's
+validation task and settings (runs of another model are refused); or, with
+gin files alone:
+
     python -m prompt_tuning.ensemble \
       --gin_file=embedded/prompt_ensemble.gin \
       --gin.PROMPT_FILES="['/tmp/s0/best_prompt.npy', '/tmp/s1/best_prompt.npy', '/tmp/s2/best_prompt.npy']" \
@@ -17,13 +24,13 @@ with `--benchmark` `prompt_tuning.benchmarks.ensembles.benchmark`.
 from absl import flags
 import gin
 
-from prompt_tuning.benchmarks import ensembles as ensemble_benchmarks
 from prompt_tuning.cli import gin_utils
-from prompt_tuning.serving import ensemble
+from prompt_tuning.cli import run_config
 
 
 def _define_flags() -> None:
   gin_utils.define_flags()
+  run_config.define_model_dir_flag(multiple=True)
   flags.DEFINE_boolean(
       'benchmark', False,
       'Time one ensembled pass against N separate passes instead of '
@@ -36,8 +43,24 @@ def _define_flags() -> None:
 
 def main(argv) -> None:
   """Evaluates (or, with --benchmark, times) the gin-configured ensemble."""
-  gin_utils.configure_from_flags(argv)
+  from prompt_tuning.benchmarks import ensembles as ensemble_benchmarks  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.serving import ensemble  # pylint: disable=g-import-not-at-top
   flag_values = flags.FLAGS
+  if flag_values.model_dir:
+    import sys  # pylint: disable=g-import-not-at-top
+    if flag_values.benchmark:
+      sys.exit('error: --benchmark takes gin files, not --model_dir')
+    run_config.prepare(argv)
+    try:
+      arguments = run_config.ensemble_arguments(
+          flag_values.model_dir, flag_values.gin_file,
+          flag_values.gin_bindings, flag_values.gin_search_paths)
+    except (ValueError, FileNotFoundError) as e:  # Records and mismatches.
+      sys.exit(f'error: {run_config.error_line(e)}')
+    print(ensemble.format_report(ensemble.evaluate_ensemble(**arguments)),
+          end='')
+    return
+  gin_utils.configure_from_flags(argv)
   if flag_values.benchmark:
     result = gin.get_configurable(ensemble_benchmarks.benchmark)(
         repeats=flag_values.benchmark_repeats,

@@ -10,12 +10,8 @@ parameter count, the target's per-token log-likelihoods and the model's top
 next-token choices at each target position.
 """
 from absl import flags
-import jax
-import numpy as np
 
-from prompt_tuning.checkpoints import t5x
 from prompt_tuning.cli import gin_utils
-from prompt_tuning.model import t5
 
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None,
                                   't5x checkpoint directory.', required=True)
@@ -32,7 +28,11 @@ _TOP_K = flags.DEFINE_integer('top_k', 5, 'Next-token choices to show.')
 
 def main(argv):
   del argv
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
   import seqio  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.checkpoints import t5x  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.model import t5  # pylint: disable=g-import-not-at-top
   params = t5x.load_t5x(_CHECKPOINT.value)
   config = t5.config_from_params(
       params, dropout_rate=0.0,

@@ -1,11 +1,20 @@
 r"""Exports a finished training run for serving (`methods.export` does the work).
 
+    python -m prompt_tuning.method_export --model_dir=/tmp/lora \
+      [--output_dir=/tmp/lora/export]
+
+rebuilds the run from its record (`MODEL_DIR/run.json`: the gin files and
+bindings it was trained with, so its method's hyperparameters, such as the
+LoRA rank and alpha, are the trained ones), reads the trained parameters from
+its last train state and the frozen ones from its initial checkpoint. The
+gin files alone also work (t5x style):
+
     python -m prompt_tuning.method_export \
       --gin_file=embedded/prompt_tune.gin --gin_file=methods/lora.gin \
-      --gin.MODEL_DIR="'/tmp/lora'" [--output_dir=/tmp/lora/export]
+      --gin.MODEL_DIR="'/tmp/lora'"
 
-reads the trained parameters from the run's last train state and the frozen
-ones from its `INITIAL_CHECKPOINT_PATH`.
+Either way, a configuration whose architecture or method hyperparameters
+differ from the run's record is refused, naming both values.
 """
 import os
 import sys
@@ -13,24 +22,29 @@ from typing import Any, Dict, Optional, Sequence
 
 from absl import app
 from absl import flags
-import jax
 
 from prompt_tuning.checkpoints import run_dir
 from prompt_tuning.cli import gin_utils
-from prompt_tuning.methods import export as export_lib
-from prompt_tuning.model import prompts
+from prompt_tuning.cli import run_config
+from prompt_tuning.training import run_record
+from prompt_tuning.utils import files
 
 
 def export_run(arguments: Dict[str, Any], output_dir: Optional[str] = None
-               ) -> export_lib.Export:
+               ) -> 'export_lib.Export':
   """Exports a finished run from its `trainer.train` arguments (as
   `sweep.train_arguments()` gives them): the trained parameters of its last
   train state in `model_dir`, the frozen ones from its initial checkpoint.
 
   Raises:
     FileNotFoundError: the run has no train state.
+    RunMismatchError: the run has a record, and the model's architecture or
+      method hyperparameters differ from it.
   """
+  import jax  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.methods import export as export_lib  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.model import prompts  # pylint: disable=g-import-not-at-top
   from prompt_tuning.training import trainer  # pylint: disable=g-import-not-at-top
   from prompt_tuning.training import setup as setup_lib  # pylint: disable=g-import-not-at-top
   model_dir = arguments['model_dir']
@@ -44,6 +58,9 @@ def export_run(arguments: Dict[str, Any], output_dir: Optional[str] = None
   restored = ocp.StandardCheckpointer().restore(
       os.path.join(state_dir, str(steps[-1]), 'default'))
   model = arguments['model']
+  if files.exists(run_dir.run_record_path(model_dir)):
+    run_record.check_model(run_record.read(model_dir), model, model_dir,
+                           what='the export\'s configuration')
   regexes = list(arguments.get('trainable_regexes', (prompts.PROMPT_REGEX,)))
   setup = setup_lib.setup_model(
       model, arguments.get('initial_checkpoint_path'),
@@ -61,6 +78,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_string('output_dir', None, 'Default: MODEL_DIR/export.',
                       flag_values=flag_values)
   gin_utils.define_gin_flags(flag_values)
+  run_config.define_model_dir_flag(flag_values)
 
 
 def main(argv: Sequence[str],
@@ -68,22 +86,35 @@ def main(argv: Sequence[str],
   """Exports the run the gin files and bindings configure.
 
   Returns:
-    The exit status: 2 if no `--gin_file` was given.
+    The exit status: 2 if neither `--model_dir` nor `--gin_file` was given.
   """
   from prompt_tuning.experiments import sweep  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f'unexpected positional arguments: {argv[1:]}')
-  if not flag_values.gin_file:
-    print('error: pass the run\'s --gin_file(s) and --gin.MODEL_DIR',
-          file=sys.stderr)
+  if not flag_values.gin_file and not flag_values.model_dir:
+    print('error: pass the run as --model_dir (or its --gin_file(s) and '
+          '--gin.MODEL_DIR)', file=sys.stderr)
     return 2
-  sweep.configure(flag_values.gin_file, flag_values.gin_bindings,
-                  flag_values.gin_search_paths)
-  exported = export_run(sweep.train_arguments(), flag_values.output_dir)
+  try:
+    if flag_values.model_dir:
+      record = run_config.configure(
+          flag_values.model_dir, flag_values.gin_file,
+          flag_values.gin_bindings, flag_values.gin_search_paths)
+      arguments = run_config.train_arguments()
+      run_config.check_arguments(record, arguments, flag_values.model_dir)
+    else:
+      sweep.configure(flag_values.gin_file, flag_values.gin_bindings,
+                      flag_values.gin_search_paths)
+      arguments = sweep.train_arguments()
+    exported = export_run(arguments, flag_values.output_dir)
+  except (ValueError, FileNotFoundError) as e:  # Mismatches, missing runs.
+    print(f'error: {run_config.error_line(e)}', file=sys.stderr)
+    return 1
   print(f'exported to {exported.directory} ({exported.num_bytes:,} bytes): '
         + ', '.join(os.path.basename(p) for p in (
             exported.prompt_file, exported.method_params_file,
             exported.checkpoint) if p))
+  from prompt_tuning.methods import export as export_lib  # pylint: disable=g-import-not-at-top
   serve_gin = os.path.join(exported.directory, export_lib.SERVE_GIN)
   print(f'serve it with --gin_file={serve_gin} after an eval or infer config')
   return 0

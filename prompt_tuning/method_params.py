@@ -22,9 +22,6 @@ from absl import app
 from absl import flags
 
 from prompt_tuning.cli import gin_utils
-from prompt_tuning.experiments import parameter_counts
-from prompt_tuning.methods import presets as presets_lib
-from prompt_tuning.model import t5
 
 
 def _names(value: Optional[str], known: Sequence[str], what: str
@@ -62,6 +59,9 @@ def main(argv: Sequence[str],
   """
   if len(argv) > 1:
     raise app.UsageError(f'unexpected positional arguments: {argv[1:]}')
+  from prompt_tuning.experiments import parameter_counts  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.methods import presets as presets_lib  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.model import t5  # pylint: disable=g-import-not-at-top
   try:
     names = _names(flag_values.methods, list(presets_lib.PRESETS), 'method')
     sizes = _names(flag_values.sizes, list(t5.CONFIGS), 'size')

@@ -1,5 +1,12 @@
 r"""A learned prompt to and from HF PEFT's prompt-tuning adapter format.
 
+    python -m prompt_tuning.peft_interop export --model_dir=/tmp/x \
+      [--step=N] [--output_dir=/tmp/x/peft] \
+      [--base_model_name_or_path=google/t5-v1_1-base]
+
+exports a training run's best prompt (or `--step`'s; default output
+MODEL_DIR/peft); any prompt file:
+
     python -m prompt_tuning.peft_interop export \
       --prompt=/tmp/x/best_prompt.npy --output_dir=/tmp/x/peft \
       --base_model_name_or_path=google/t5-v1_1-base
@@ -17,13 +24,12 @@ import sys
 from absl import app
 from absl import flags
 
-from prompt_tuning.checkpoints import prompt_files
 from prompt_tuning.cli import gin_utils
-from prompt_tuning.interop import peft
 
 
-_USAGE = ('usage: python -m prompt_tuning.peft_interop export --prompt=P.npy '
-          '--output_dir=DIR [--base_model_name_or_path=NAME] '
+_USAGE = ('usage: python -m prompt_tuning.peft_interop export '
+          '(--model_dir=RUN [--step=N] | --prompt=P.npy --output_dir=DIR) '
+          '[--base_model_name_or_path=NAME] '
           '[--config_overrides=JSON]\n'
           '       python -m prompt_tuning.peft_interop import --peft_dir=DIR '
           '--output=P.npy')
@@ -31,8 +37,13 @@ _USAGE = ('usage: python -m prompt_tuning.peft_interop export --prompt=P.npy '
 
 def _define_flags():
   """Defines the CLI's flags (only when run as a program)."""
+  flags.DEFINE_string('model_dir', None, 'export: a training run; its best '
+                      'prompt (or --step\'s) is exported.')
+  flags.DEFINE_integer('step', None, 'export: with --model_dir, the prompt '
+                       'saved at this step.')
   flags.DEFINE_string('prompt', None, 'export: prompt .npy file [P, H].')
-  flags.DEFINE_string('output_dir', None, 'export: adapter directory to write.')
+  flags.DEFINE_string('output_dir', None, 'export: adapter directory to write '
+                      '(with --model_dir, default MODEL_DIR/peft).')
   flags.DEFINE_string('base_model_name_or_path', None,
                       'export: the HF base model, e.g. google/t5-v1_1-base.')
   flags.DEFINE_string('config_overrides', None,
@@ -54,6 +65,10 @@ def main(argv):
     raise app.UsageError(f'expected one command, export or import; got '
                          f'{argv[1:]}\n{_USAGE}')
   command = argv[1]
+  from prompt_tuning.checkpoints import prompt_files  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.interop import peft  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.checkpoints import run_dir  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.training import run_record  # pylint: disable=g-import-not-at-top
   try:
     if command == 'export':
       overrides = None
@@ -65,8 +80,16 @@ def main(argv):
         if not isinstance(overrides, dict):
           raise ValueError('--config_overrides must be a JSON object; got '
                            f'{flags.FLAGS.config_overrides}')
-      prompt_path = _require('prompt', command)
-      out_dir = _require('output_dir', command)
+      model_dir = flags.FLAGS.model_dir
+      if model_dir:
+        if flags.FLAGS.prompt:
+          raise app.UsageError('export takes --model_dir or --prompt, not '
+                               f'both\n{_USAGE}')
+        prompt_path = run_record.best_prompt_file(model_dir, flags.FLAGS.step)
+        out_dir = flags.FLAGS.output_dir or run_dir.peft_dir(model_dir)
+      else:
+        prompt_path = _require('prompt', command)
+        out_dir = _require('output_dir', command)
       prompt = prompt_files.load_prompt(prompt_path)
       peft.export_peft(
           prompt, out_dir,

@@ -55,7 +55,6 @@ from absl import app
 from absl import flags
 
 from prompt_tuning.cli import gin_utils
-from prompt_tuning.experiments import reports
 
 
 def define_flags() -> None:
@@ -75,6 +74,7 @@ def main(argv: Sequence[str]) -> None:
     except ImportError as e:
       raise app.UsageError('figures need matplotlib: pip install matplotlib '
                            '(or pass --nofigures)') from e
+  from prompt_tuning.experiments import reports  # pylint: disable=g-import-not-at-top
   written = reports.write_report(argv[1:], output_dir, figures=figures)
   print((pathlib.Path(written['report'])).read_text())
   for name, path in sorted(written.items()):

@@ -1,5 +1,11 @@
 r"""Serves several tasks at once, one prompt per task, in mixed batches.
 
+    python -m prompt_tuning.serve --model_dir=/tmp/topic \
+      --model_dir=/tmp/sentiment --output_file=/tmp/served.jsonl
+
+serves each run's best prompt for its task, with the first run's frozen model
+(runs of another model are refused); or, with gin files alone:
+
     python -m prompt_tuning.serve \
       --gin_file=models/t5_1_1_base.gin \
       --gin_file=runs/prompt_serve.gin \
@@ -9,15 +15,35 @@ r"""Serves several tasks at once, one prompt per task, in mixed batches.
 
 Configures and calls `prompt_tuning.serving.inference.serve`.
 """
+from absl import flags
 import gin
 
 from prompt_tuning.cli import gin_utils
-from prompt_tuning.serving import inference
+from prompt_tuning.cli import run_config
 
 gin_utils.define_flags()
+run_config.define_model_dir_flag(multiple=True)
+flags.DEFINE_string('output_file', None, 'With --model_dir: where the JSON '
+                    'lines go.')
 
 
 def main(argv):
+  from prompt_tuning.serving import inference  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FLAGS
+  if flag_values.model_dir:
+    import sys  # pylint: disable=g-import-not-at-top
+    if not flag_values.output_file:
+      sys.exit('error: --model_dir needs --output_file (where the lines go)')
+    run_config.prepare(argv)
+    try:
+      arguments = run_config.serve_arguments(
+          flag_values.model_dir, flag_values.gin_file,
+          flag_values.gin_bindings, flag_values.gin_search_paths)
+    except (ValueError, FileNotFoundError) as e:  # Records and mismatches.
+      sys.exit(f'error: {run_config.error_line(e)}')
+    count = inference.serve(**arguments, output_file=flag_values.output_file)
+    print(f'wrote {count} lines to {flag_values.output_file}')
+    return
   gin_utils.configure_from_flags(argv)
   count = gin.get_configurable(inference.serve)()
   print(f'wrote {count} lines to {gin.query_parameter("%SERVE_OUTPUT_FILE")}')

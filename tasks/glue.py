@@ -27,7 +27,7 @@ question1/question2 renamed, its not_duplicate/duplicate class ids kept):
 """
 import dataclasses
 import functools
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import seqio
 
@@ -89,6 +89,19 @@ def _tfds_name(config: str, tag: str) -> str:
   return f'glue/{config}:{VERSIONS[tag]}'
 
 
+def label_formatting(benchmark_name: Optional[str],
+                     label_names: Sequence[str],
+                     feature_names: Sequence[str]):
+  """T5's cast of a classification task: the formatter that writes
+  `<benchmark> <feature>: <text> ...` -> label name, and the postprocessor
+  that maps a predicted label name back to its class id."""
+  formatter = functools.partial(
+      preprocessors.format_glue, benchmark_name=benchmark_name,
+      label_names=label_names, feature_names=feature_names)
+  return formatter, postprocessors.string_label_to_class_id(
+      label_classes=label_names)
+
+
 def _add_glue(prefix: str, tag: str, task: _Glue) -> str:
   """Registers one GLUE task; returns its name."""
   name = f'{prefix}glue_{task.config}_{tag}'
@@ -98,11 +111,8 @@ def _add_glue(prefix: str, tag: str, task: _Glue) -> str:
                                   benchmark_name=token)
     postprocess_fn = postprocessors.string_to_float()
   else:
-    formatter = functools.partial(
-        preprocessors.format_glue, benchmark_name=token,
-        label_names=task.label_names, feature_names=task.feature_names)
-    postprocess_fn = postprocessors.string_label_to_class_id(
-        label_classes=task.label_names)
+    formatter, postprocess_fn = label_formatting(
+        token, task.label_names, task.feature_names)
   utils.add_tfds_task(
       name,
       tfds_name=_tfds_name(task.config, tag),

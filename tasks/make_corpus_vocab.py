@@ -65,9 +65,7 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   output = flags.FLAGS.output
   texts = vocabulary_texts()
-  model = train_vocabulary(texts)
-  with open(output, 'wb') as f:
-    f.write(model)
+  model = vocab.write_vocabulary(output, texts, train_vocabulary)
   logging.info('wrote %s (%d bytes, %d pieces) from %d documents', output,
                len(model), VOCAB_SIZE, len(texts))
 

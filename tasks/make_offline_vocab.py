@@ -55,9 +55,7 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   output = flags.FLAGS.output
   corpus = offline.vocabulary_corpus()
-  model = train_vocabulary(corpus)
-  with open(output, 'wb') as f:
-    f.write(model)
+  model = vocab.write_vocabulary(output, corpus, train_vocabulary)
   logging.info('wrote %s (%d bytes, %d pieces) from %d lines', output,
                len(model), VOCAB_SIZE, len(corpus))
 

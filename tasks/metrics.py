@@ -438,18 +438,8 @@ def record_metrics(targets: Sequence[Sequence[str]],
                    predictions: Sequence[str]) -> dict[str, float]:
   """ReCoRD's F1 and exact match, best over the gold entity mentions.
 
-  The official ReCoRD scorer is the SQuAD v1.1 one; see `squad`.
-
-  Args:
-    targets: `[N]` lists of gold answer strings.
-    predictions: `[N]` predicted strings.
-
-  Returns:
-    {'f1': 0-100, 'exact_match': 0-100}.
-
-  Raises:
-    ValueError: on empty inputs, inputs of different lengths, or an example
-      with no gold answer.
+  The official ReCoRD scorer is the SQuAD v1.1 one: arguments, result and
+  errors are those of `squad`.
   """
   return _max_over_gold('record_metrics', targets, predictions)
 

@@ -49,7 +49,7 @@ def string_label_to_class_id(label_classes: Sequence[str]) -> PostprocessFn:
 
   Returns:
     `fn(output_or_target, example=None, is_target=False) -> int` in
-    `[-1, C)`.
+    `[-1, C)`, with the stripped labels as its `label_classes` attribute.
 
   Raises:
     ValueError: if `label_classes` is empty, not strings, or has duplicates
@@ -74,6 +74,8 @@ def string_label_to_class_id(label_classes: Sequence[str]) -> PostprocessFn:
     del example, is_target  # Targets and outputs are mapped alike.
     return class_ids.get(_to_text(output_or_target).strip(), INVALID_CLASS_ID)
 
+  # The task's label set, for rank classification of inputs with no target.
+  postprocess_fn.label_classes = tuple(labels)
   return postprocess_fn
 
 
@@ -180,18 +182,8 @@ def record(output: Any,
            is_target: bool = False) -> Any:
   """ReCoRD: gold answers for targets, the decoded string for predictions.
 
-  Args:
-    output: the decoded target or model output.
-    example: the preprocessed example; for targets it must hold 'answers',
-      a `[K]` array of bytes or str.
-    is_target: whether `output` is the target.
-
-  Returns:
-    For targets a list of K answer strings; for predictions `output` (bytes
-    decoded as UTF-8).
-
-  Raises:
-    ValueError: for a target whose example has no 'answers'.
+  As `squad` (arguments, result and errors), reading the example's
+  'answers', a `[K]` array of bytes or str.
   """
   if is_target:
     return _gold_answers('record', example)

@@ -309,14 +309,22 @@ def format_squad(x: Mapping[str, tf.Tensor]):
      'question', 'context'}.
   """
   answers = pad_punctuation(x['answers']['text'])
-  question = pad_punctuation(x['question'])
-  context = pad_punctuation(x['context'])
+  return _squad_cast(x['question'], x['context'], answers, answers, x['id'])
+
+
+def _squad_cast(question: tf.Tensor, context: tf.Tensor, answers: tf.Tensor,
+                target_candidates: tf.Tensor, example_id: tf.Tensor):
+  """The SQuAD cast shared by SQuAD and MRQA: the first of
+  `target_candidates` (or '') is the target; `answers` are kept for
+  evaluation. `answers` and `target_candidates` are already padded."""
+  question = pad_punctuation(question)
+  context = pad_punctuation(context)
   return {
       'inputs': _join_collapsing_whitespace(
           ['question:', question, 'context:', context]),
-      'targets': tf.concat([answers, ['']], axis=0)[0],
+      'targets': tf.concat([target_candidates, ['']], axis=0)[0],
       'answers': answers,
-      'id': x['id'],
+      'id': example_id,
       'question': question,
       'context': context,
   }
@@ -339,17 +347,8 @@ def format_mrqa(x: Mapping[str, tf.Tensor]):
   """
   answers = pad_punctuation(x['answers'])
   detected = pad_punctuation(x['detected_answers']['text'])
-  question = pad_punctuation(x['question'])
-  context = pad_punctuation(x['context'])
-  return {
-      'inputs': _join_collapsing_whitespace(
-          ['question:', question, 'context:', context]),
-      'targets': tf.concat([detected, answers, ['']], axis=0)[0],
-      'answers': answers,
-      'id': x['qid'],
-      'question': question,
-      'context': context,
-  }
+  return _squad_cast(x['question'], x['context'], answers,
+                     tf.concat([detected, answers], axis=0), x['qid'])
 
 
 # =========================== token preprocessors =============================

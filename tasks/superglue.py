@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import seqio
 
+from prompt_tuning.tasks import glue
 from prompt_tuning.tasks import metrics
 from prompt_tuning.tasks import postprocessors
 from prompt_tuning.tasks import preprocessors
@@ -171,11 +172,8 @@ def _add_classification(prefix: str, task: _Classification) -> str:
     fields = task.feature_names + ('label', 'idx/paragraph', 'idx/question',
                                    'idx/answer')
   else:
-    formatter = functools.partial(
-        preprocessors.format_glue, benchmark_name=benchmark,
-        label_names=task.label_names, feature_names=task.feature_names)
-    postprocess_fn = postprocessors.string_label_to_class_id(
-        label_classes=task.label_names)
+    formatter, postprocess_fn = glue.label_formatting(
+        benchmark, task.label_names, task.feature_names)
     tfds_fields = [(task.rename or {}).get(f, f) for f in task.feature_names]
     fields = tuple(tfds_fields) + ('label', 'idx')
   utils.add_tfds_task(
@@ -190,49 +188,55 @@ def _add_classification(prefix: str, task: _Classification) -> str:
   return name
 
 
-def _add_record(prefix: str) -> str:
-  """Registers ReCoRD's train and eval tasks and their mixture."""
-  name = f'{prefix}super_glue_record_{VERSION_TAG}'
-  for suffix, splits, per_answer in (('_train', ('train',), True),
-                                     ('_eval', ('validation', 'test'), False)):
+def _add_train_eval(name: str, suffixes: tuple[str, str], tfds_config: str,
+                    fields, text_preprocessor, postprocess_fn,
+                    metric_fn) -> str:
+  """Registers a task's train and eval variants and their mixture `name`.
+
+  The train variant (split 'train') is formatted for training and scored by
+  nothing; the eval variant (validation and test) by `metric_fn`.
+  `text_preprocessor(train)` gives the formatter of each variant.
+  """
+  for suffix, splits, train in ((suffixes[0], ('train',), True),
+                                (suffixes[1], ('validation', 'test'), False)):
     utils.add_tfds_task(
         name + suffix,
-        tfds_name=_tfds_name('record'),
-        fields=_RECORD_FIELDS,
+        tfds_name=_tfds_name(tfds_config),
+        fields=fields,
         splits=splits,
-        text_preprocessors=[functools.partial(
-            preprocessors.format_record,
-            benchmark_name=utils.task_token(prefix, 'record'),
-            one_example_per_answer=per_answer)],
+        text_preprocessors=[text_preprocessor(train)],
         output_features=vocab.T5_OUTPUT_FEATURES,
-        postprocess_fn=None if per_answer else postprocessors.record,
-        metric_fns=() if per_answer else (metrics.record_metrics,))
-  seqio.MixtureRegistry.add(name, [name + '_train', name + '_eval'],
+        postprocess_fn=None if train else postprocess_fn,
+        metric_fns=() if train else (metric_fn,))
+  seqio.MixtureRegistry.add(name, [name + s for s in suffixes],
                             default_rate=1.0)
   return name
 
 
+def _add_record(prefix: str) -> str:
+  """Registers ReCoRD's train and eval tasks (one example per answer for
+  training) and their mixture."""
+  return _add_train_eval(
+      f'{prefix}super_glue_record_{VERSION_TAG}', ('_train', '_eval'),
+      'record', _RECORD_FIELDS,
+      lambda train: functools.partial(
+          preprocessors.format_record,
+          benchmark_name=utils.task_token(prefix, 'record'),
+          one_example_per_answer=train),
+      postprocessors.record, metrics.record_metrics)
+
+
 def _add_wsc(prefix: str) -> str:
-  """Registers WSC's simple train and eval tasks and their mixture."""
-  name = f'{prefix}super_glue_wsc_{VERSION_TAG}'
-  for suffix, splits, train in (('_simple_train', ('train',), True),
-                                ('_simple_eval', ('validation', 'test'),
-                                 False)):
-    utils.add_tfds_task(
-        name + suffix,
-        tfds_name=_tfds_name('wsc.fixed'),
-        fields=_WSC_FIELDS,
-        splits=splits,
-        text_preprocessors=[functools.partial(
-            preprocessors.format_wsc_simple,
-            prefix=utils.task_token(prefix, 'wsc:'),
-            correct_referent_only=train)],
-        output_features=vocab.T5_OUTPUT_FEATURES,
-        postprocess_fn=None if train else wsc_simple_postprocess,
-        metric_fns=() if train else (metrics.accuracy,))
-  seqio.MixtureRegistry.add(
-      name, [name + '_simple_train', name + '_simple_eval'], default_rate=1.0)
-  return name
+  """Registers WSC's simple train and eval tasks (correct referents only for
+  training) and their mixture."""
+  return _add_train_eval(
+      f'{prefix}super_glue_wsc_{VERSION_TAG}',
+      ('_simple_train', '_simple_eval'), 'wsc.fixed', _WSC_FIELDS,
+      lambda train: functools.partial(
+          preprocessors.format_wsc_simple,
+          prefix=utils.task_token(prefix, 'wsc:'),
+          correct_referent_only=train),
+      wsc_simple_postprocess, metrics.accuracy)
 
 
 def _register() -> None:

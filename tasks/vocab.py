@@ -16,7 +16,8 @@ registering the tasks) neither opens the file nor touches the network.
 """
 import io
 import os
-from typing import Sequence
+import tempfile
+from typing import Callable, Sequence
 
 import seqio
 
@@ -92,3 +93,21 @@ def train_bpe_model(texts: Sequence[str], vocab_size: int) -> bytes:
       num_threads=1,
       minloglevel=2)
   return model.getvalue()
+
+
+def write_vocabulary(output: str, texts: Sequence[str],
+                     train: Callable[[Sequence[str]], bytes]) -> bytes:
+  """Trains a vocabulary on `texts` and writes the model file to `output`.
+
+  The file is written to a temporary name beside `output` and renamed into
+  place, so an interrupted run never leaves a truncated model behind.
+
+  Returns:
+    The serialized SentencePiece model that was written.
+  """
+  model = train(texts)
+  directory = os.path.dirname(os.path.abspath(output))
+  with tempfile.NamedTemporaryFile(dir=directory, delete=False) as f:
+    f.write(model)
+  os.replace(f.name, output)
+  return model

@@ -102,13 +102,21 @@ def check_mesh_shape():
   return partitioning.describe(mesh, partitioning.standard_logical_axis_rules())
 
 
-def check_divisibility_error():
+def _value_error(fn, fragments, case: str) -> str:
+  """Calls `fn`, expecting a ValueError whose message holds `fragments`."""
   try:
-    partitioning.create_mesh(partitioning.MeshConfig(num_partitions=3))
+    fn()
   except ValueError as e:
-    assert '8 devices' in str(e) and '3' in str(e), str(e)
+    assert all(f in str(e) for f in fragments), str(e)
     return str(e)
-  raise AssertionError('no ValueError for 8 devices / 3 partitions')
+  raise AssertionError(f'no ValueError for {case}')
+
+
+def check_divisibility_error():
+  return _value_error(
+      lambda: partitioning.create_mesh(
+          partitioning.MeshConfig(num_partitions=3)),
+      ('8 devices', '3'), '8 devices / 3 partitions')
 
 
 def check_param_specs():
@@ -202,25 +210,18 @@ def check_host_local_to_global():
     np.testing.assert_array_equal(np.asarray(array), value)
   assert partitioning.global_batch_size_check(B, mesh) == B
   assert partitioning.process_data_shard(mesh) == (0, 1)
-  try:
-    partitioning.global_batch_size_check(6, mesh)
-  except ValueError as e:
-    assert '6' in str(e) and 'size 4' in str(e), str(e)
-    return str(e)
-  raise AssertionError('no ValueError for global batch 6 on data axis 4')
+  return _value_error(lambda: partitioning.global_batch_size_check(6, mesh),
+                      ('6', 'size 4'), 'global batch 6 on data axis 4')
 
 
 def check_indivisible_parameter_error():
   mesh = partitioning.create_mesh(partitioning.MeshConfig(num_partitions=2))
   boxed = {'w': nn.LogicallyPartitioned(
       jax.ShapeDtypeStruct((7, 4), jnp.float32), ('vocab', 'embed'))}
-  try:
-    partitioning.logical_to_mesh_shardings(
-        boxed, mesh, partitioning.standard_logical_axis_rules())
-  except ValueError as e:
-    assert "['w']" in str(e) and '7' in str(e), str(e)
-    return str(e)
-  raise AssertionError('no ValueError for vocab 7 on model axis 2')
+  return _value_error(
+      lambda: partitioning.logical_to_mesh_shardings(
+          boxed, mesh, partitioning.standard_logical_axis_rules()),
+      ("['w']", '7'), 'vocab 7 on model axis 2')
 
 
 CHECKS = {name: fn for name, fn in globals().items()

@@ -20,6 +20,8 @@ from prompt_tuning.checkpoints import t5x
 from prompt_tuning.cli import gin_utils
 from prompt_tuning import methods
 from prompt_tuning.methods import export as method_export
+from prompt_tuning.methods import adapters
+from prompt_tuning.methods import ia3
 from prompt_tuning.methods import lora as lora_lib
 from prompt_tuning.methods import params as params_lib
 from prompt_tuning.methods import prefixes
@@ -199,8 +201,8 @@ def test_cached_decoding_matches_teacher_forcing(config, batch,
       ia3=methods.IA3())
   module = t5.Transformer(config, methods=everything)
   params = _trained(_init(module, batch, frozen_params),
-                    [presets.PREFIX_REGEX, presets.LORA_REGEX,
-                     presets.ADAPTER_REGEX, presets.IA3_REGEX])
+                    [prefixes.PREFIX_REGEX, lora_lib.LORA_REGEX,
+                     adapters.ADAPTER_REGEX, ia3.IA3_REGEX])
   expected = _logits(module, params, batch)
   encoder_tokens = batch['encoder_input_tokens']
   decoder_tokens = batch['decoder_input_tokens']
@@ -235,7 +237,7 @@ def test_prefixes_ignore_padding(relpos, config, frozen_params):
   decoder = np.pad(targets[:, :-1], ((0, 0), (1, 0)))
   params = _trained(_init(module, {'encoder_input_tokens': tokens,
                                    'decoder_input_tokens': decoder},
-                          frozen_params), [presets.PREFIX_REGEX])
+                          frozen_params), [prefixes.PREFIX_REGEX])
   apply = jax.jit(module.apply)
   short = apply({'params': params}, tokens, decoder, targets)
   long = apply({'params': params}, padded, decoder, targets)
@@ -455,7 +457,7 @@ def test_reductions_match_the_training_time_form(config, batch,
   lora = methods.LoRA(rank=2, alpha=3.0, targets='.*')
   module = t5.Transformer(config, methods=methods.Methods(lora=lora))
   params = _trained(_init(module, batch, frozen_params),
-                    [presets.LORA_REGEX])
+                    [lora_lib.LORA_REGEX])
   merged = lora_lib.merge_lora(params, lora)
   flat = _flat(params)
   name = 'decoder/layers_0/mlp/wo'

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 import pytest
+import sharded_checks
 
 from prompt_tuning.training import partitioning
 
@@ -232,13 +233,5 @@ def sharded_results():
   return json.loads(proc.stdout)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('name', _SHARDED_CHECKS)
-def test_sharded(sharded_results, name):
-  assert name in sharded_results, sorted(sharded_results)
-  assert sharded_results[name]['ok'], sharded_results[name]['detail']
-
-
-@pytest.mark.slow
-def test_sharded_check_list_is_complete(sharded_results):
-  assert sorted(sharded_results) == sorted(_SHARDED_CHECKS)
+test_sharded, test_sharded_check_list_is_complete = (
+    sharded_checks.make_tests(_SHARDED_CHECKS))

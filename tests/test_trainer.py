@@ -160,6 +160,13 @@ def test_resuming_a_finished_run_does_nothing_more(prompt_run,
   np.testing.assert_array_equal(
       _flat(again.trainable)['encoder/prompt/prompt/prompt'],
       _flat(result.trainable)['encoder/prompt/prompt/prompt'])
+  assert again.finished_before and not result.finished_before
+  # With its evaluation configured, it reports what the run recorded.
+  reported = _train(model_dir, path, _model(params))
+  assert reported.finished_before and reported.metrics == {}
+  assert reported.eval_history == result.eval_history
+  assert reported.best_step == result.best_step == 6
+  assert reported.best_metrics == result.best_metrics
 
 
 @pytest.mark.slow

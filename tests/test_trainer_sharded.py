@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 import pytest
+import sharded_checks
 
 from prompt_tuning.training import trainer
 from prompt_tuning.tasks import offline
@@ -51,16 +52,8 @@ def sharded_results(one_process_run):
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('name', _SHARDED_CHECKS)
-def test_sharded(sharded_results, name):
-  assert name in sharded_results, sorted(sharded_results)
-  assert sharded_results[name]['ok'], sharded_results[name]['detail']
-
-
-@pytest.mark.slow
-def test_sharded_check_list_is_complete(sharded_results):
-  assert sorted(sharded_results) == sorted(_SHARDED_CHECKS)
+test_sharded, test_sharded_check_list_is_complete = (
+    sharded_checks.make_tests(_SHARDED_CHECKS))
 
 
 # ------------------------------------------ the input pipeline, one per process

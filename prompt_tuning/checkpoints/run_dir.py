@@ -2,8 +2,12 @@
 
     MODEL_DIR/
       config.gin                   the operative gin config
+      run.json                     the run record (training/run_record.py):
+                                   model, vocabulary, method, task, steps
       train_state/STEP/            orbax train state (trainable parameters,
                                    optimizer state, step, input position)
+      train_state/STEP.corrupt/    a train state that could not be read, moved
+                                   aside (its input position inside)
       numpy_checkpoints/checkpoint_STEP/<name>.npy
                                    the trainable parameters of a step
       checkpoint_STEP/             t5x export of the whole model (model tuning)
@@ -13,6 +17,9 @@
       eval/metrics.jsonl           one {"step", "task", "metrics"} line per
                                    evaluation (beside TensorBoard summaries)
       export/                      a method's export (`method_export`)
+      eval_step_STEP/              `eval --model_dir` of a step's prompt
+      infer_step_STEP.jsonl        `infer --model_dir` of a step's prompt
+      peft/                        the PEFT export (`peft_interop export`)
 
 Functions take the directory as given (local or gs://) and join names to it;
 only `train_state_dir` makes it absolute, as orbax needs.
@@ -20,7 +27,9 @@ only `train_state_dir` makes it absolute, as orbax needs.
 import os
 
 CONFIG_FILE = 'config.gin'
+RUN_RECORD_FILE = 'run.json'
 TRAIN_STATE_DIR = 'train_state'
+CORRUPT_SUFFIX = '.corrupt'
 NUMPY_CHECKPOINTS_DIR = 'numpy_checkpoints'
 BEST_PROMPT_FILE = 'best_prompt.npy'
 BEST_PROMPT_JSON = 'best_prompt.json'
@@ -28,6 +37,7 @@ TRAIN_SUMMARY_DIR = 'train'
 EVAL_DIR = 'eval'
 METRICS_FILE = 'metrics.jsonl'
 EXPORT_DIR = 'export'
+PEFT_DIR = 'peft'
 
 
 def config_path(model_dir: str) -> str:
@@ -35,9 +45,20 @@ def config_path(model_dir: str) -> str:
   return os.path.join(model_dir, CONFIG_FILE)
 
 
+def run_record_path(model_dir: str) -> str:
+  """MODEL_DIR/run.json, the run record."""
+  return os.path.join(model_dir, RUN_RECORD_FILE)
+
+
 def train_state_dir(model_dir: str) -> str:
   """MODEL_DIR/train_state, absolute: orbax takes absolute paths only."""
   return os.path.join(os.path.abspath(model_dir), TRAIN_STATE_DIR)
+
+
+def corrupt_train_state_dir(model_dir: str, step: int) -> str:
+  """MODEL_DIR/train_state/STEP.corrupt: where an unreadable train state of
+  `step` is moved aside (orbax ignores names that are not steps)."""
+  return os.path.join(train_state_dir(model_dir), f'{step}{CORRUPT_SUFFIX}')
 
 
 def checkpoint_dir_name(step: int) -> str:
@@ -85,3 +106,21 @@ def metrics_path(eval_directory: str) -> str:
 def export_dir(model_dir: str) -> str:
   """MODEL_DIR/export: where `method_export` writes by default."""
   return os.path.join(model_dir, EXPORT_DIR)
+
+
+def step_eval_dir(model_dir: str, step: int) -> str:
+  """MODEL_DIR/eval_step_STEP: where `eval --model_dir` writes the metrics
+  of the prompt of `step`."""
+  return os.path.join(model_dir, f'eval_step_{step}')
+
+
+def peft_dir(model_dir: str) -> str:
+  """MODEL_DIR/peft: where the PEFT export of the run's prompt goes by
+  default."""
+  return os.path.join(model_dir, PEFT_DIR)
+
+
+def infer_output_path(model_dir: str, step: int) -> str:
+  """MODEL_DIR/infer_step_STEP.jsonl: where `infer --model_dir` writes the
+  lines of the run's split for the prompt of `step`."""
+  return os.path.join(model_dir, f'infer_step_{step}.jsonl')

@@ -8,6 +8,10 @@ initialiser, and estimates the memory (`memory.estimate_memory`) on an
 abstract mesh. `run_configs` checks many in one process, sharing what they
 have in common.
 """
+# Annotations stay strings: the library they name loads only when a config
+# is checked, so that the dry run's --help answers at once.
+from __future__ import annotations
+
 import copy
 import dataclasses
 import inspect
@@ -17,12 +21,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from absl import flags
 from absl import logging
 import gin
-import jax
 
 from prompt_tuning.cli import gin_utils
-from prompt_tuning.training import memory
-from prompt_tuning.training import partitioning
-from prompt_tuning.training import trainer
 
 PyTree = Any
 
@@ -157,6 +157,8 @@ def parse_config(config: DryRunConfig) -> None:
 
   Clears any previous gin config first, so configs of a sweep do not mix.
   """
+  # Registers the configurables the training configs bind.
+  from prompt_tuning.training import trainer  # pylint: disable=g-import-not-at-top,unused-import
   gin.clear_config()
   gin_utils.parse_gin_flags(
       gin_utils.gin_search_paths(config.gin_search_paths), config.gin_files,
@@ -174,6 +176,7 @@ def train_arguments() -> Dict[str, Any]:
     ValueError: `trainer.train` has no `model` binding (e.g. a config for
       eval or infer).
   """
+  from prompt_tuning.training import trainer  # pylint: disable=g-import-not-at-top
   arguments = {
       name: p.default
       for name, p in inspect.signature(trainer.train).parameters.items()
@@ -201,6 +204,7 @@ def target_mesh(config: DryRunConfig, mesh_config: partitioning.MeshConfig
     ValueError: `--num_devices` is not a multiple of the model axis, or
       `--mesh` does not name exactly the config's data and model axes.
   """
+  import jax  # pylint: disable=g-import-not-at-top
   data_axis, model_axis = mesh_config.data_axis, mesh_config.model_axis
   if config.mesh is not None:
     sizes = dict(config.mesh)
@@ -239,6 +243,9 @@ def check_config(config: DryRunConfig,
     ValueError, FileNotFoundError: what is wrong with the config (gin files,
       bindings, task name, mesh, batch, regexes), naming it.
   """
+  from prompt_tuning.training import memory  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.training import partitioning  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.training import trainer  # pylint: disable=g-import-not-at-top
   parse_config(config)
   arguments = train_arguments()
   check_task(arguments['mixture_or_task_name'])

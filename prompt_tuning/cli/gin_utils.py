@@ -35,7 +35,9 @@ from absl import app
 from absl import flags
 from absl import logging
 import gin
-import jax
+
+from prompt_tuning.cli import checks
+from prompt_tuning.cli import console
 
 if not hasattr(gin, 'parse_config_files_and_bindings'):
   # The repository's `gin/` folder (the package's config files) shadows
@@ -165,7 +167,7 @@ def rewrite_gin_args(argv: Sequence[str]) -> List[str]:
       raise ValueError(f'Gin override {arg!r} names no parameter: expected '
                        '--gin.NAME=VALUE.')
     rewritten = f'--gin_bindings={name} = {value}'
-    logging.info('Rewrote %s as %s', arg, rewritten)
+    logging.debug('Rewrote %s as %s', arg, rewritten)
     out.append(rewritten)
   return out
 
@@ -275,8 +277,10 @@ def parse_gin_flags(gin_search_paths: Sequence[str],  # pylint: disable=redefine
                     finalize_config: bool = True) -> None:
   """Registers search paths, then parses gin files, then bindings, in order.
 
-  Later files and bindings override earlier ones. The resulting config is
-  logged.
+  Later files and bindings override earlier ones. A binding of a macro
+  that no gin file parsed so far defines and no binding uses is refused (gin
+  itself would ignore it). The resulting config is logged at
+  `--verbosity=1`.
 
   NOTE: gin keeps one process-wide list of search paths, which
   `gin.clear_config` does not reset; each call appends to it, and the first
@@ -297,7 +301,9 @@ def parse_gin_flags(gin_search_paths: Sequence[str],  # pylint: disable=redefine
       the message names the `--gin_file` and the search paths tried.
     ValueError: a file or binding names an unknown configurable or parameter,
       has bad syntax or imports a missing module; the message names the
-      `--gin_file` or the `--gin.NAME=VALUE` at fault and quotes gin's reason.
+      `--gin_file` or the `--gin.NAME=VALUE` at fault and quotes gin's reason;
+      an unknown macro (not checked with `skip_unknown`), with the closest
+      known names.
   """
   std_logging.getLogger().addFilter(_QUIET_GIN_SEARCH)  # idempotent
   for path in gin_search_paths:
@@ -317,24 +323,47 @@ def parse_gin_flags(gin_search_paths: Sequence[str],  # pylint: disable=redefine
       raise ValueError(f'Invalid gin config in --gin_file={gin_file}: '
                        f'{type(e).__name__}: {e}') from e
   # One binding at a time, so that an error names the override at fault.
+  known_before = checks.defined_macros()
+  bound_macros = {}  # name -> the binding that first set it
   for binding in gin_bindings or []:
+    defined = checks.defined_macros()
     try:
       gin.parse_config(binding, skip_unknown=skip_unknown)
     except _GIN_PARSE_ERRORS as e:
+      # gin's first line is the reason; the rest repeats the binding.
+      reason = str(e).strip().splitlines()[0] if str(e).strip() else ''
       raise ValueError(f'Invalid gin binding in {_shown_binding(binding)}: '
-                       f'{type(e).__name__}: {e}') from e
+                       f'{type(e).__name__}: {reason}') from e
+    for name in checks.defined_macros() - defined:
+      bound_macros.setdefault(name, binding)
+  if not skip_unknown:
+    # gin accepts a macro nothing uses: a misspelt one would be ignored.
+    for name, close in checks.unknown_macros(bound_macros, known_before):
+      raise ValueError(checks.unknown_macro_message(
+          name, close, _shown_binding(bound_macros[name])))
   if finalize_config:
-    gin.finalize()
-  logging.info('Gin configuration:')
-  for line in gin.config_str().splitlines():
-    logging.info('%s', line)
+    try:
+      gin.finalize()
+    except ValueError as e:
+      # gin: "NAME/macro.value set to `%gin.REQUIRED` but not subsequently
+      # overridden." A required macro left unset is the usual case.
+      name, sep, _ = str(e).partition('/macro.value set to `%gin.REQUIRED`')
+      if not sep or not name.isidentifier():
+        raise
+      raise ValueError(f'{name} is required (%gin.REQUIRED, not set): set it '
+                       f'with --gin.{name}=VALUE '
+                       '(strings quoted, e.g. --gin.MODEL_DIR="\'/tmp/run\'")'
+                       ) from e
+  logging.vlog(console.DETAIL_VERBOSITY, 'Gin configuration:\n%s',
+               gin.config_str())
 
 
 def summarize_gin_config(model_dir: str,
                          summary_writer: Optional[Any] = None,
                          step: int = 0,
                          operative: bool = True) -> Optional[str]:
-  """Writes the gin config to `model_dir/config.gin`, the log and TensorBoard.
+  """Writes the gin config to `model_dir/config.gin` and TensorBoard (and
+  the log, at `--verbosity=1`).
 
   Only process 0 writes; the file is written to a temporary sibling and
   renamed, so it is never seen half-written. Local paths and gs:// work.
@@ -350,12 +379,12 @@ def summarize_gin_config(model_dir: str,
   Returns:
     The path written on process 0, None on the other processes.
   """
+  import jax  # pylint: disable=g-import-not-at-top
   if jax.process_index() != 0:
     return None
   config_str = gin.operative_config_str() if operative else gin.config_str()
-  logging.info('%s gin config:', 'Operative' if operative else 'Full')
-  for line in config_str.splitlines():
-    logging.info('%s', line)
+  logging.vlog(console.DETAIL_VERBOSITY, '%s gin config:\n%s',
+               'Operative' if operative else 'Full', config_str)
   from prompt_tuning.checkpoints import run_dir  # pylint: disable=g-import-not-at-top
   from prompt_tuning.utils import files  # pylint: disable=g-import-not-at-top
   path = run_dir.config_path(model_dir)
@@ -432,6 +461,7 @@ def initialize_distributed(coordinator_address: Optional[str] = None,
     ValueError: --process_count < 1, or --process_index outside
       [0, --process_count).
   """
+  import jax  # pylint: disable=g-import-not-at-top
   if jax.distributed.is_initialized():
     logging.info('JAX distributed system already initialised.')
     return False
@@ -442,14 +472,14 @@ def initialize_distributed(coordinator_address: Optional[str] = None,
     raise ValueError(f'--process_index={process_index}: expected an index in '
                      f'[0, --process_count={process_count}).')
   if process_count == 1:
-    logging.info('--process_count=1: single process, no distributed system.')
+    logging.debug('--process_count=1: single process, no distributed system.')
     return False
   explicit = multiprocess_gpu or any(
       v is not None for v in (coordinator_address, process_count,
                               process_index))
   cluster = None if explicit else _detected_cluster()
   if not explicit and cluster is None:
-    logging.info('Single process: no distributed system needed.')
+    logging.debug('Single process: no distributed system needed.')
     return False
   if jax.config.jax_cpu_collectives_implementation is None:
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
@@ -474,20 +504,6 @@ def initialize_distributed(coordinator_address: Optional[str] = None,
 # ---------------------------------------------------------------------------
 
 
-def _hide_gpus_from_tensorflow() -> None:
-  """Keeps tf.data (seqio, TFDS) off the GPUs, whose memory JAX needs."""
-  if os.environ.get('CUDA_VISIBLE_DEVICES', None) in ('', '-1'):
-    return  # No GPU is visible; spare the TensorFlow import.
-  try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return
-  try:
-    tf.config.set_visible_devices([], 'GPU')
-  except RuntimeError as e:  # TensorFlow had already set its devices up.
-    logging.warning('Could not hide GPUs from TensorFlow: %s', e)
-
-
 def _asks_for_help(argv: Sequence[str]) -> bool:
   """Whether an argument before a bare `--` is one of absl's help flags."""
   for arg in argv[1:]:
@@ -498,20 +514,46 @@ def _asks_for_help(argv: Sequence[str]) -> bool:
   return False
 
 
+def _sets_jax_flags(argv: Sequence[str]) -> bool:
+  """Whether an argument before a bare `--` sets one of JAX's flags."""
+  for arg in argv[1:]:
+    if arg == '--':
+      return False
+    if arg.startswith(('--jax_', '--nojax_')):
+      return True
+  return False
+
+
 def _parse_flags(argv: Sequence[str]) -> List[str]:
   """absl flags parser that first rewrites `--gin.NAME=VALUE` arguments.
 
   Asked for help (`--help`, `--helpfull`, ...), it prints it and exits with
-  status 0, not absl's 1: the help was given, nothing failed.
+  status 0, not absl's 1: the help was given, nothing failed. A bad argument
+  exits with status 1 after one line, `error: ...`.
   """
   try:
     argv = rewrite_gin_args(argv)
   except ValueError as e:
-    # The same report and exit status as absl's own flag errors.
-    sys.stderr.write(f'FATAL Flags parsing error: {e}\n')
+    console.report_error(e)
     sys.exit(1)
+  if _sets_jax_flags(argv):
+    # JAX defines its --jax_* flags only when asked; its import is slow, so
+    # only a command line that sets one pays for it before parsing.
+    import jax  # pylint: disable=g-import-not-at-top
+    try:
+      jax.config.parse_flags_with_absl()
+    except flags.IllegalFlagValueError:
+      # Parsing only the --jax_* arguments, it also validates the command's
+      # flags, at their defaults: a required one fails. The whole command
+      # line is parsed and validated next, and the --jax_* values then
+      # applied.
+      pass
   try:
-    return app.parse_flags_with_usage(argv)
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    console.report_error(
+        ValueError(f'{e} (--helpshort or --helpfull lists the flags)'))
+    sys.exit(1)
   except SystemExit as e:
     if e.code == 1 and _asks_for_help(argv):
       sys.exit(0)
@@ -519,34 +561,45 @@ def _parse_flags(argv: Sequence[str]) -> List[str]:
 
 
 def run(main: Callable[[Sequence[str]], Any], *,
-        tensorflow: bool = True) -> None:
+        tensorflow: bool = True,
+        check: Optional[Callable[[], None]] = None) -> None:
   """Runs `main` like `absl.app.run`, accepting `--gin.NAME=VALUE` overrides.
 
-  Hides GPUs from TensorFlow and lets `--jax_*` flags set JAX's config first.
-  Errors raised by `main` (e.g. from `parse_gin_flags`) end the program with
-  a non-zero status; an int `main` returns is the exit status.
+  The command line is parsed first, with nothing heavy imported (`--help`
+  and bad arguments answer at once); then the output is set up from
+  `--verbosity` (`console.configure_logging`) and GPUs are hidden from
+  TensorFlow. A known error raised by `main` (`console.KNOWN_ERRORS`: a bad
+  argument, config or file) ends the program with `error: <message>` as the
+  last line and status 1, its traceback shown only at `--verbosity=1`;
+  an int `main` returns is the exit status.
 
   Args:
     main: the entry's main, called with the remaining positional arguments.
     tensorflow: whether the command may use TensorFlow (tf.data through
       seqio or TFDS); False spares a command that never does its import.
+    check: checks the parsed flags, raising a known error, before anything
+      heavy is imported.
   """
-  if tensorflow:
-    _hide_gpus_from_tensorflow()
-  try:
-    jax.config.parse_flags_with_absl()
-  except flags.IllegalFlagValueError:
-    # Parsing only the --jax_* arguments, it also validates the command's
-    # flags, at their defaults: a required one fails. The whole command line
-    # is parsed and validated next, and the --jax_* values then applied.
-    pass
-  app.run(main, flags_parser=_parse_flags)
+
+  def checked_main(argv: Sequence[str]) -> Any:
+    console.configure_logging()
+    try:
+      if check is not None:
+        check()
+      if tensorflow:
+        console.hide_gpus_from_tensorflow()
+      return main(argv)
+    except console.KNOWN_ERRORS as e:
+      console.report_error(e)
+      sys.exit(1)
+
+  app.run(checked_main, flags_parser=_parse_flags)
 
 
 def configure_from_flags(argv: Sequence[str]) -> None:
   """What every entry point's `main` does first, from the flags defined by
-  `define_flags`: INFO logging (unless -v was given), the distributed system,
-  the TFDS data dir, then the gin files and bindings.
+  `define_flags`: the distributed system, the TFDS data dir, then the gin
+  files and bindings.
 
   Raises:
     app.UsageError: positional arguments were given.
@@ -554,8 +607,6 @@ def configure_from_flags(argv: Sequence[str]) -> None:
   flag_values = flags.FLAGS
   if len(argv) > 1:
     raise app.UsageError(f'unexpected positional arguments: {argv[1:]}')
-  if flag_values['verbosity'].using_default_value:
-    logging.set_verbosity(logging.INFO)
   initialize_distributed(flag_values.coordinator_address,
                          flag_values.process_count, flag_values.process_index,
                          flag_values.multiprocess_gpu)

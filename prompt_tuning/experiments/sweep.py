@@ -39,7 +39,9 @@ def train(gin_files: Sequence[str], bindings: Sequence[str],
   configure(gin_files, bindings, search_paths)
   try:
     arguments = train_arguments()
-    return trainer.train(**arguments), arguments
+    command = dict(gin_files=gin_files, gin_search_paths=search_paths,
+                   gin_bindings=bindings)
+    return trainer.train(**arguments, run_command=command), arguments
   finally:
     gin.clear_config()
 

@@ -72,6 +72,17 @@ def _count_layers(names, pattern: str, source: str, what: str) -> int:
   return len(indices)
 
 
+def _check_names(path: str, have, expected, unknown_message: str,
+                 missing_message: str) -> None:
+  """Raises ValueError naming `path` if `have` (names) is not `expected`."""
+  unknown = sorted(set(have) - set(expected))
+  if unknown:
+    raise ValueError(f'{path}: {unknown_message} {unknown}')
+  missing = [name for name in expected if name not in have]
+  if missing:
+    raise ValueError(f'{path}: {missing_message} {missing}')
+
+
 def load_hf_safetensors(path: PathLike,
                         *,
                         num_layers: Optional[int] = None) -> Dict[str, Any]:
@@ -121,12 +132,8 @@ def load_hf_safetensors(path: PathLike,
     raise ValueError(f'{path}: {num_encoder} encoder and {num_decoder} decoder '
                      f'layers, expected num_layers={num_layers}')
   table = _hf_table(num_encoder, num_decoder, 'lm_head.weight' in tensors)
-  unknown = sorted(set(tensors) - {hf for hf, _, _ in table})
-  if unknown:
-    raise ValueError(f'{path}: unknown HF T5 parameter names {unknown}')
-  missing = [hf for hf, _, _ in table if hf not in tensors]
-  if missing:
-    raise ValueError(f'{path}: missing HF T5 parameters {missing}')
+  _check_names(path, tensors, [hf for hf, _, _ in table],
+               'unknown HF T5 parameter names', 'missing HF T5 parameters')
   flat = {ours: (tensors[hf].T.copy() if transpose else tensors[hf])
           for hf, ours, transpose in table}
   return trees.unflatten(flat)
@@ -148,12 +155,8 @@ def save_hf_safetensors(params: PyTree, path: PathLike) -> None:
   num_decoder = _count_layers(flat, r'decoder/layers_(\d+)/', path, 'decoder')
   table = _hf_table(num_encoder, num_decoder,
                     'decoder/logits_dense/kernel' in flat)
-  unknown = sorted(set(flat) - {ours for _, ours, _ in table})
-  if unknown:
-    raise ValueError(f'{path}: parameters with no HF T5 name: {unknown}')
-  missing = [ours for _, ours, _ in table if ours not in flat]
-  if missing:
-    raise ValueError(f'{path}: missing T5 parameters {missing}')
+  _check_names(path, flat, [ours for _, ours, _ in table],
+               'parameters with no HF T5 name:', 'missing T5 parameters')
   tensors = {
       hf: np.ascontiguousarray(flat[ours].T if transpose else flat[ours])
       for hf, ours, transpose in table

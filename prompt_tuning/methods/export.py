@@ -132,7 +132,7 @@ class Export:
     """t5x rules for `setup_model`: the parameters the export supplies."""
     rules = []
     if self.prompt_file:
-      rules.append((presets.PROMPT_REGEX, None))
+      rules.append((prompts.PROMPT_REGEX, None))
     if self.methods is not None:
       rules += [(r, None) for r in presets.METHOD_REGEXES[1:]]
     return tuple(rules)

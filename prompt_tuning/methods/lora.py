@@ -99,6 +99,11 @@ def merge_lora(params: Any, lora: LoRA) -> Dict[str, Any]:
       continue
     base = name[:-len('kernel')]
     if name.endswith('/kernel') and base + 'lora_a' in flat:
+      trained_rank = flat[base + 'lora_a'].shape[-1]
+      if trained_rank != lora.rank:
+        # The scale alpha / rank would not be the one trained with.
+        raise ValueError(f'LoRA.rank is {lora.rank} but {base}lora_a was '
+                         f'trained with rank {trained_rank}')
       update = flat[base + 'lora_a'] @ flat[base + 'lora_b']
       value = (value + lora.scale * update).astype(value.dtype)
     merged[name] = value

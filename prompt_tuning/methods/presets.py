@@ -16,18 +16,13 @@ from prompt_tuning.model import prompts
 
 Methods = methods_lib.Methods
 
-PROMPT_REGEX = prompts.PROMPT_REGEX
-PREFIX_REGEX = prefixes.PREFIX_REGEX
-LORA_REGEX = lora.LORA_REGEX
-ADAPTER_REGEX = adapters.ADAPTER_REGEX
-IA3_REGEX = ia3.IA3_REGEX
 # NOTE: T5 1.1 has no biases, so BitFit's analogue is tuning the RMS layer
 # norms' scales (every `*layer_norm/scale` and the final `*_norm/scale`).
 NORM_SCALE_REGEX = r'.*norm/scale'
 MODEL_TUNING_REGEX = r'.*'
 # Parameters that methods add (the frozen checkpoint has none of them).
-METHOD_REGEXES = (PROMPT_REGEX, PREFIX_REGEX, LORA_REGEX, ADAPTER_REGEX,
-                  IA3_REGEX)
+METHOD_REGEXES = (prompts.PROMPT_REGEX, prefixes.PREFIX_REGEX, lora.LORA_REGEX,
+                  adapters.ADAPTER_REGEX, ia3.IA3_REGEX)
 
 # How each preset's result is exported for serving (`method_export`).
 EXPORT_PROMPT = 'prompt'  # a plain prompt [P, H] (.npy)
@@ -76,34 +71,34 @@ def _presets() -> Dict[str, Preset]:
   encoder = prompt_encoders.PromptEncoder
   table = [
       Preset('prompt_tuning', 'prompt tuning (Lester et al. 2021)', None,
-             (PROMPT_REGEX,), True, 0.3, EXPORT_PROMPT),
+             (prompts.PROMPT_REGEX,), True, 0.3, EXPORT_PROMPT),
       Preset('p_tuning', 'P-tuning: BiLSTM + MLP prompt encoder',
-             Methods(prompt_encoder=encoder('lstm')), (PROMPT_REGEX,),
+             Methods(prompt_encoder=encoder('lstm')), (prompts.PROMPT_REGEX,),
              True, 0.01, EXPORT_PROMPT),
       Preset('p_tuning_mlp', 'P-tuning with an MLP prompt encoder',
-             Methods(prompt_encoder=encoder('mlp')), (PROMPT_REGEX,),
+             Methods(prompt_encoder=encoder('mlp')), (prompts.PROMPT_REGEX,),
              True, 0.01, EXPORT_PROMPT),
       Preset('residual_prompt', 'residual prompt tuning',
              Methods(prompt_encoder=encoder('residual')),
-             (PROMPT_REGEX,), True, 0.3, EXPORT_PROMPT),
+             (prompts.PROMPT_REGEX,), True, 0.3, EXPORT_PROMPT),
       Preset('p_tuning_v2', 'deep prompts / P-tuning v2 (encoder prefixes)',
-             Methods(prefix=prefixes.Prefix()), (PREFIX_REGEX,), False, 0.3,
-             EXPORT_PARAMS),
+             Methods(prefix=prefixes.Prefix()), (prefixes.PREFIX_REGEX,),
+             False, 0.3, EXPORT_PARAMS),
       Preset('prefix_tuning',
              'prefix tuning: MLP-reparameterised, encoder and decoder',
              Methods(prefix=prefixes.Prefix(decoder=True, reparam_dim=512)),
-             (PREFIX_REGEX,), False, 0.001, EXPORT_PARAMS),
+             (prefixes.PREFIX_REGEX,), False, 0.001, EXPORT_PARAMS),
       Preset('lora', 'LoRA r=4 on attention query and value',
-             Methods(lora=lora.LoRA()), (LORA_REGEX,), False, 0.01,
+             Methods(lora=lora.LoRA()), (lora.LORA_REGEX,), False, 0.01,
              EXPORT_MERGED),
       Preset('adapter_houlsby', 'adapters after attention and MLP (Houlsby)',
              Methods(adapter=adapters.Adapter(placement='houlsby')),
-             (ADAPTER_REGEX,), False, 0.01, EXPORT_PARAMS),
+             (adapters.ADAPTER_REGEX,), False, 0.01, EXPORT_PARAMS),
       Preset('adapter_pfeiffer', 'adapters after the MLP (Pfeiffer)',
              Methods(adapter=adapters.Adapter(placement='pfeiffer')),
-             (ADAPTER_REGEX,), False, 0.01, EXPORT_PARAMS),
+             (adapters.ADAPTER_REGEX,), False, 0.01, EXPORT_PARAMS),
       Preset('ia3', '(IA)^3 rescaling of keys, values, MLP hidden',
-             Methods(ia3=ia3.IA3()), (IA3_REGEX,), False, 0.01,
+             Methods(ia3=ia3.IA3()), (ia3.IA3_REGEX,), False, 0.01,
              EXPORT_PARAMS),
       Preset('norm_scale', 'layer-norm scales only (BitFit analogue)', None,
              (NORM_SCALE_REGEX,), False, 0.01, EXPORT_MODEL),

@@ -89,24 +89,24 @@ def t5_parameter_shapes(config: t5.T5Config,
   relpos = (config.num_heads, config.relative_attention_num_buckets)
   if prompt_length:
     shapes[prompts.PROMPT_PATH] = (prompt_length, h)
-  shapes['encoder/relpos_bias/rel_embedding'] = relpos
-  for i in range(config.num_encoder_layers):
-    layer = f'encoder/layers_{i}'
-    shapes[f'{layer}/pre_attention_layer_norm/scale'] = (h,)
-    attention(f'{layer}/attention')
-    shapes[f'{layer}/pre_mlp_layer_norm/scale'] = (h,)
-    mlp_block(layer)
-  shapes['encoder/encoder_norm/scale'] = (h,)
-  shapes['decoder/relpos_bias/rel_embedding'] = relpos
-  for i in range(config.num_decoder_layers):
-    layer = f'decoder/layers_{i}'
-    shapes[f'{layer}/pre_self_attention_layer_norm/scale'] = (h,)
-    attention(f'{layer}/self_attention')
-    shapes[f'{layer}/pre_cross_attention_layer_norm/scale'] = (h,)
-    attention(f'{layer}/encoder_decoder_attention')
-    shapes[f'{layer}/pre_mlp_layer_norm/scale'] = (h,)
-    mlp_block(layer)
-  shapes['decoder/decoder_norm/scale'] = (h,)
+  # (stack, layer count, its attention sublayers as (norm, attention)).
+  stacks = (
+      ('encoder', config.num_encoder_layers,
+       (('pre_attention_layer_norm', 'attention'),)),
+      ('decoder', config.num_decoder_layers,
+       (('pre_self_attention_layer_norm', 'self_attention'),
+        ('pre_cross_attention_layer_norm', 'encoder_decoder_attention'))),
+  )
+  for stack, num_layers, sublayers in stacks:
+    shapes[f'{stack}/relpos_bias/rel_embedding'] = relpos
+    for i in range(num_layers):
+      layer = f'{stack}/layers_{i}'
+      for norm, name in sublayers:
+        shapes[f'{layer}/{norm}/scale'] = (h,)
+        attention(f'{layer}/{name}')
+      shapes[f'{layer}/pre_mlp_layer_norm/scale'] = (h,)
+      mlp_block(layer)
+    shapes[f'{stack}/{stack}_norm/scale'] = (h,)
   if not config.logits_via_embedding:
     shapes['decoder/logits_dense/kernel'] = (h, v)
   return shapes

@@ -268,4 +268,6 @@ def from_file(path: Union[str, os.PathLike]) -> Initializer:
     array = prompt_files.load_prompt(path, expected_shape=tuple(shape))
     return from_array(array, source=os.fspath(path))(rng, shape, dtype)
 
+  # Read by the commands that check a prompt against the run it came from.
+  init.prompt_file = None if path is None else os.fspath(path)
   return init

@@ -13,7 +13,7 @@ bias and prefixes of the stacks' attention, sublayer outputs, and (inside
 `layers`) projections, keys, values and the MLP's hidden activation.
 """
 import dataclasses
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -126,6 +126,21 @@ def _layer_prefix(prefixes: Optional[Mapping[str, Array]], index: int,
   return prefixes[head + 'key'][index], prefixes[head + 'value'][index]
 
 
+def _sublayer(config: T5Config, methods: Optional[plugins.Plugins],
+              norm_name: str, name: str, apply: Callable[[Array], Array],
+              inputs: Array, deterministic: bool) -> Array:
+  """One pre-norm residual sublayer, [B, T, H] -> [B, T, H]:
+  `inputs + dropout(sublayer_output(apply(norm(inputs))))`.
+
+  Called from a compact `__call__`: the modules are made in the caller's
+  scope, in the same order as before (norm, sublayer, plug-in, dropout), so
+  parameter names and dropout streams are unchanged.
+  """
+  y = apply(_norm(config, norm_name)(inputs))
+  y = plugins.of(methods).sublayer_output(name, y)
+  return _dropout(config)(y, deterministic=deterministic) + inputs
+
+
 class EncoderLayer(nn.Module):
   """Pre-norm self-attention and MLP sublayers with residuals."""
   config: T5Config
@@ -135,15 +150,14 @@ class EncoderLayer(nn.Module):
   def __call__(self, inputs, mask, bias, deterministic, prefix=None):
     """[B, P+T, H] -> [B, P+T, H]; `prefix`: this layer's (key, value)."""
     cfg, methods = self.config, self.methods
-    x = _norm(cfg, 'pre_attention_layer_norm')(inputs)
-    x = _attention(cfg, 'attention', methods)(
-        x, x, mask, bias, deterministic=deterministic, prefix=prefix)
-    x = plugins.of(methods).sublayer_output('attention', x)
-    x = _dropout(cfg)(x, deterministic=deterministic) + inputs
-    y = _norm(cfg, 'pre_mlp_layer_norm')(x)
-    y = _mlp(cfg, methods)(y, deterministic=deterministic)
-    y = plugins.of(methods).sublayer_output('mlp', y)
-    return _constrain(_dropout(cfg)(y, deterministic=deterministic) + x)
+    x = _sublayer(cfg, methods, 'pre_attention_layer_norm', 'attention',
+                  lambda h: _attention(cfg, 'attention', methods)(
+                      h, h, mask, bias, deterministic=deterministic,
+                      prefix=prefix), inputs, deterministic)
+    y = _sublayer(cfg, methods, 'pre_mlp_layer_norm', 'mlp',
+                  lambda h: _mlp(cfg, methods)(
+                      h, deterministic=deterministic), x, deterministic)
+    return _constrain(y)
 
 
 class DecoderLayer(nn.Module):
@@ -156,22 +170,23 @@ class DecoderLayer(nn.Module):
                deterministic, decode, self_prefix=None, cross_prefix=None):
     """[B, U, H] attending to encoded [B, P+T, H] -> [B, U, H]."""
     cfg, methods = self.config, self.methods
-    x = _norm(cfg, 'pre_self_attention_layer_norm')(inputs)
-    x = _attention(cfg, 'self_attention', methods)(
-        x, x, self_mask, bias, deterministic=deterministic, decode=decode,
-        prefix=self_prefix)
-    x = plugins.of(methods).sublayer_output('self_attention', x)
-    x = _dropout(cfg)(x, deterministic=deterministic) + inputs
-    y = _norm(cfg, 'pre_cross_attention_layer_norm')(x)
-    y = _attention(cfg, 'encoder_decoder_attention', methods)(
-        y, encoded, cross_mask, deterministic=deterministic,
-        prefix=cross_prefix)
-    y = plugins.of(methods).sublayer_output('encoder_decoder_attention', y)
-    y = _dropout(cfg)(y, deterministic=deterministic) + x
-    z = _norm(cfg, 'pre_mlp_layer_norm')(y)
-    z = _mlp(cfg, methods)(z, deterministic=deterministic)
-    z = plugins.of(methods).sublayer_output('mlp', z)
-    return _constrain(_dropout(cfg)(z, deterministic=deterministic) + y)
+    x = _sublayer(cfg, methods, 'pre_self_attention_layer_norm',
+                  'self_attention',
+                  lambda h: _attention(cfg, 'self_attention', methods)(
+                      h, h, self_mask, bias, deterministic=deterministic,
+                      decode=decode, prefix=self_prefix),
+                  inputs, deterministic)
+    y = _sublayer(cfg, methods, 'pre_cross_attention_layer_norm',
+                  'encoder_decoder_attention',
+                  lambda h: _attention(
+                      cfg, 'encoder_decoder_attention', methods)(
+                          h, encoded, cross_mask,
+                          deterministic=deterministic, prefix=cross_prefix),
+                  x, deterministic)
+    z = _sublayer(cfg, methods, 'pre_mlp_layer_norm', 'mlp',
+                  lambda h: _mlp(cfg, methods)(
+                      h, deterministic=deterministic), y, deterministic)
+    return _constrain(z)
 
 
 class Encoder(nn.Module):

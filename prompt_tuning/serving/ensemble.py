@@ -123,7 +123,7 @@ def make_ensemble_predict_fn(model: models.EncoderDecoderModel,
                              batch_size: int = 32,
                              mesh=None,
                              rules=None,
-                             log_every: int = 100) -> Callable[..., Any]:
+                             log_every: int = 0) -> Callable[..., Any]:
   """Makes the ensembled predict function: every prompt of a bank, one pass.
 
   Args:
@@ -137,7 +137,8 @@ def make_ensemble_predict_fn(model: models.EncoderDecoderModel,
     batch_size: B examples per batch; each pass runs B*N rows.
     mesh, rules: optional device mesh (batches split on its data axis) and
       logical axis rules.
-    log_every: progress log period in batches.
+    log_every: progress log period in batches (0: every
+      `predict.PROGRESS_SECONDS` only; see `predict.run_batches`).
 
   Returns:
     `fn(dataset, params, bank, *, rng=None, description='ensemble') ->

@@ -27,9 +27,11 @@ import numpy as np
 from prompt_tuning.checkpoints import prompt_files as prompt_io
 from prompt_tuning.model import models
 from prompt_tuning.model import prompts
+from prompt_tuning.serving import inputs as inputs_lib
 from prompt_tuning.training import evaluation
 from prompt_tuning.training import partitioning
 from prompt_tuning.training import predict
+from prompt_tuning.training import run_record
 from prompt_tuning.training import setup as setup_lib
 from prompt_tuning.utils import files
 
@@ -64,7 +66,16 @@ class RunOptions:
   seed: int = 0
 
   def setup_model(self) -> setup_lib.ModelSetup:
-    """The mesh and the model's parameters laid out on it."""
+    """The mesh and the model's parameters laid out on it.
+
+    Raises:
+      RunMismatchError: the model's prompt file belongs to a run whose
+        model (checkpoint, vocabulary, architecture, method) is not this one.
+    """
+    prompt_file = run_record.prompt_file_of(self.model)
+    if prompt_file is not None:
+      run_record.check_pairing(prompt_file, self.model,
+                               self.initial_checkpoint_path)
     return setup_lib.setup_model(self.model, self.initial_checkpoint_path,
                                  self.assignment_map, self.seed,
                                  self.mesh_config)
@@ -234,21 +245,51 @@ def infer(*,
           assignment_map: Sequence[Tuple[str, Optional[str]]] = (
               (prompts.PROMPT_REGEX, None),),
           mesh_config: partitioning.MeshConfig = partitioning.MeshConfig(),
-          seed: int = 0) -> int:
-  """Writes one JSON line per input of a task's split; returns the count.
+          seed: int = 0,
+          input_file: Optional[str] = None,
+          input_format: Optional[str] = None,
+          preprocess: bool = True,
+          on_bad_line: str = 'fail',
+          class_labels: Optional[Sequence[str]] = None) -> int:
+  """Writes one JSON line per input of a task's split or of a file; returns
+  the count.
 
-  mode 'predict': {"index", "inputs", "targets", "prediction"} (decoded);
-  mode 'score': {"index", "inputs", "targets", "score"} (the targets' summed
-  log-likelihood).
+  For a task's split: mode 'predict' writes {"index", "inputs", "targets",
+  "prediction"} (decoded); mode 'score' {"index", "inputs", "targets",
+  "score"} (the targets' summed log-likelihood).
+
+  With `input_file` (see `inputs` for the formats and the preprocessing) the
+  task supplies the preprocessing, vocabulary and labels, and each usable
+  line gives {"line", "input" (the file's text or fields), "inputs" (the
+  model's input text), "targets" (if given), "prediction"}; mode 'score'
+  adds "scores" ({label: log-likelihood} over `class_labels`, by default the
+  task's labels, with "prediction" the best label) and, for lines with a
+  target, "score" (its log-likelihood).
+
+  Args:
+    input_file: a .txt, .tsv or .jsonl file of inputs (None: the task's
+      `split`).
+    input_format: 'txt', 'tsv' or 'jsonl' (None: from the extension).
+    preprocess: run the task's text preprocessing on the file's records.
+    on_bad_line: 'fail' or 'skip' (skipped lines are logged and counted).
+    class_labels: the labels scored in mode 'score' (None: the task's).
+    (the others as for `evaluate`.)
 
   Raises:
-    ValueError: an unknown mode.
+    ValueError: an unknown mode; an unusable input file
+      (`inputs.InputFileError`, naming the file and line); score mode on a
+      file with lines without targets for a task without class labels.
   """
   options = RunOptions(
       model=model, initial_checkpoint_path=initial_checkpoint_path,
       feature_lengths=feature_lengths, split=split, batch_size=batch_size,
       decode_kwargs=decode_kwargs, num_examples=num_examples,
       assignment_map=assignment_map, mesh_config=mesh_config, seed=seed)
+  if input_file is not None:
+    return _infer_file(options, mixture_or_task_name, output_file, mode=mode,
+                       input_file=input_file, input_format=input_format,
+                       preprocess=preprocess, on_bad_line=on_bad_line,
+                       class_labels=class_labels)
   return _infer(options, mixture_or_task_name, output_file, mode=mode)
 
 
@@ -281,6 +322,74 @@ def _infer(options: RunOptions, mixture_or_task_name: str, output_file: str,
   logging.info('wrote %d %s lines to %s', len(values), mode, output_file)
   return len(values)
 
+
+def _infer_file(options: RunOptions, task_name: str, output_file: str, *,
+                mode: str, input_file: str, input_format: Optional[str],
+                preprocess: bool, on_bad_line: str,
+                class_labels: Optional[Sequence[str]]) -> int:
+  """`infer` on the inputs of `input_file`; the file and its features are
+  checked before the model is set up."""
+  if mode not in ('predict', 'score'):
+    raise ValueError(f"infer mode is {mode!r}; expected 'predict' or 'score'")
+  from prompt_tuning.tasks import utils as task_utils  # pylint: disable=g-import-not-at-top
+  task = task_utils.get_mixture_or_task(task_name)
+  if not hasattr(task, 'postprocess_fn'):
+    raise ValueError(f'{task_name!r} is a mixture; inference on an input '
+                     'file takes one task (its preprocessing and labels).')
+  read = inputs_lib.read_input_file(
+      input_file, input_format, raw_fields=inputs_lib.task_raw_fields(task),
+      on_bad_line=on_bad_line)
+  labels = (tuple(class_labels) if class_labels is not None else
+            inputs_lib.task_class_labels(task))
+  examples, dataset = inputs_lib.file_examples(
+      task, read, options.feature_lengths, preprocess=preprocess,
+      seed=options.seed)
+  texts = [example_texts(example) for example in examples]
+  has_targets = [bool(targets) for _, targets in texts]
+  if mode == 'score' and labels is None and not all(has_targets):
+    line = read.records[has_targets.index(False)].line
+    raise ValueError(
+        f'{input_file}:{line} has no target and task {task.name!r} defines no '
+        'class labels; score mode needs a target on every line or '
+        'class_labels to rank.')
+  setup = options.setup_model()
+  values: Dict[str, List[Any]] = {}
+  if mode == 'predict':
+    outputs = options.predict_fn(setup)(dataset, setup.params,
+                                        description='infer')
+    vocabulary = task.output_features['targets'].vocabulary
+    values['prediction'] = [vocabulary.decode(ids) for _, ids in outputs]
+  else:
+    if labels is not None:
+      _, aux = predict.rank_classification_predict_fn(
+          options.model, labels, batch_size=options.batch_size,
+          mesh=setup.mesh, rules=setup.rules)(
+              dataset, setup.params, description='infer label scores',
+              with_aux=True)
+      values['scores'] = [dict(zip(labels, row)) for row in aux['scores']]
+      values['prediction'] = [max(row, key=row.get)
+                              for row in values['scores']]
+    if any(has_targets):
+      values['score'] = [score for _, score in options.score_fn(setup)(
+          dataset, setup.params, description='infer target scores')]
+  records = []
+  for i, (record, (inputs, targets)) in enumerate(zip(read.records, texts)):
+    out = {'line': record.line,
+           'input': record.fields.get('inputs', dict(record.fields)),
+           'inputs': inputs}
+    if has_targets[i]:
+      out['targets'] = targets
+    for key in ('prediction', 'scores', 'score'):
+      if key in values and (key != 'score' or has_targets[i]):
+        out[key] = values[key][i]
+    records.append(out)
+  _write_jsonl(records, output_file)
+  logging.info('wrote %d %s lines to %s', len(records), mode, output_file)
+  if read.skipped:
+    logging.warning('skipped %d malformed line(s) of %s: lines %s',
+                    len(read.skipped), input_file,
+                    ', '.join(str(b.line) for b in read.skipped))
+  return len(records)
 
 def mixed_task_dataset(datasets: Sequence[Any], counts: Sequence[int]):
   """Interleaves K tasks' examples round-robin; tags each with its task.
@@ -465,6 +574,10 @@ def _serve(options: RunOptions, prompt_files: Mapping[str, str],
   names = list(prompt_files)
   bank = load_prompt_bank([prompt_files[n] for n in names],
                           flag='PROMPT_FILES')
+  for name in names:
+    run_record.check_pairing(prompt_files[name], options.model,
+                             options.initial_checkpoint_path,
+                             model_prompt=False)
   setup = options.setup_model()
   records = serve_tasks(options.model, setup.params, bank, names,
                         feature_lengths=options.feature_lengths,

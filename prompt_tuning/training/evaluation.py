@@ -153,7 +153,7 @@ class Evaluator:
                feature_converter: Optional[seqio.FeatureConverter] = None,
                mesh=None,
                rules=None,
-               log_every: int = 100,
+               log_every: int = 0,
                seqio_logger_cls: Sequence[type] = ()):
     """Caches the eval data and builds the model functions.
 
@@ -178,7 +178,8 @@ class Evaluator:
       feature_converter: default `seqio.EncDecFeatureConverter(pack=False)`.
       mesh: optional device mesh; batches are split on its data axis.
       rules: logical axis rules for `mesh` (default: standard).
-      log_every: progress log period in batches.
+      log_every: progress log period in batches (0: every
+        `predict.PROGRESS_SECONDS` only; see `predict.run_batches`).
       seqio_logger_cls: seqio `Logger` classes (e.g. `seqio.JSONLogger` for
         per-example inferences), written under EVAL_DIR.
 

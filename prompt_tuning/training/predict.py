@@ -46,6 +46,8 @@ MODEL_FEATURES = ('encoder_input_tokens', 'decoder_input_tokens',
 DECODE_KWARGS = ('method', 'num_decodes', 'temperature', 'topk', 'topp',
                  'alpha', 'max_decode_length')
 MODES = ('decode', 'rank')
+# Seconds between progress lines of a long evaluation or inference.
+PROGRESS_SECONDS = 30.0
 
 
 # ---------------------------------------------------------------------------
@@ -84,6 +86,31 @@ def _batches(dataset: tf.data.Dataset, batch_size: int
       rows = np.arange(batch_size) % n
       batch = {k: v[rows] for k, v in batch.items()}
     yield np.asarray(indices), batch
+
+
+def _duration(seconds: float) -> str:
+  """'42s', '3m05s' or '2h07m'."""
+  seconds = int(round(seconds))
+  if seconds < 60:
+    return f'{seconds}s'
+  if seconds < 3600:
+    return f'{seconds // 60}m{seconds % 60:02d}s'
+  return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m'
+
+
+def progress_line(description: str, done: int, total: Optional[int],
+                  elapsed: float) -> str:
+  """'description: done/total examples, R examples/s, ETA 3m05s' (the total
+  and ETA as '?' when the dataset's size is unknown)."""
+  rate = done / elapsed if elapsed > 0 else float('inf')
+  if total is None:
+    eta = '?'
+  elif done >= total:
+    eta = '0s'
+  else:
+    eta = _duration((total - done) / rate) if rate > 0 else '?'
+  return (f'{description}: {done}/{total if total is not None else "?"} '
+          f'examples, {rate:.1f} examples/s, ETA {eta}')
 
 
 def _place(batch: Dict[str, np.ndarray], mesh) -> Dict[str, Any]:
@@ -135,11 +162,18 @@ def run_batches(dataset: tf.data.Dataset,
                 *,
                 mesh=None,
                 description: str = 'eval',
-                log_every: int = 100) -> Tuple[np.ndarray, PyTree]:
+                log_every: int = 0,
+                log_seconds: float = PROGRESS_SECONDS
+               ) -> Tuple[np.ndarray, PyTree]:
   """Runs `compute` over fixed-size batches of `dataset`; gathers the outputs.
 
   Batch i+1 is dispatched before batch i's outputs are copied to the host, so
   input preparation overlaps the device work.
+
+  Progress (process 0, absl INFO): a line `description: done/total examples,
+  rate examples/s, ETA ...` every `log_every` batches and whenever
+  `log_seconds` have passed since the last one, so a run shorter than
+  `log_seconds` logs only its closing line (`description: N examples in T s`).
 
   Args:
     dataset: yields `(index, features)` or feature dicts; see `_batches`.
@@ -148,7 +182,9 @@ def run_batches(dataset: tf.data.Dataset,
     batch_size: B; the last batch is padded to B rows.
     mesh: optional mesh; batches are then split on its data axis.
     description: names the run in progress logs.
-    log_every: log progress (process 0) every this many batches; 0: never.
+    log_every: log progress every this many batches; 0: only by time.
+    log_seconds: log progress when this many seconds have passed since the
+      start or the last progress line; 0 or less: only by batch count.
 
   Returns:
     `(indices [N], outputs)`, outputs the tree of `compute`'s leaves as numpy
@@ -159,6 +195,7 @@ def run_batches(dataset: tf.data.Dataset,
   pieces: List[Tuple[np.ndarray, PyTree]] = []
   pending = None
   done = 0
+  last_log = start
 
   def fetch(item):
     indices, outputs = item
@@ -171,11 +208,12 @@ def run_batches(dataset: tf.data.Dataset,
       pieces.append(fetch(pending))
     pending = (indices, outputs)
     done += len(indices)
-    if (log_every and (number + 1) % log_every == 0 and
-        jax.process_index() == 0):
-      elapsed = time.perf_counter() - start
-      logging.info('%s: %d/%s examples, %.1f examples/s', description, done,
-                   total if total is not None else '?', done / elapsed)
+    now = time.perf_counter()
+    if jax.process_index() == 0 and (
+        (log_every and (number + 1) % log_every == 0) or
+        (log_seconds > 0 and now - last_log >= log_seconds)):
+      last_log = now
+      logging.info('%s', progress_line(description, done, total, now - start))
   if pending is not None:
     pieces.append(fetch(pending))
   if jax.process_index() == 0:
@@ -211,7 +249,7 @@ def make_predict_fn(model: Any,
                     batch_size: int = 32,
                     mesh=None,
                     rules=None,
-                    log_every: int = 100) -> Callable[..., Any]:
+                    log_every: int = 0) -> Callable[..., Any]:
   """Makes a decoding predict function in seqio's form.
 
   The model's `predict_batch` is jitted once here; the returned function
@@ -229,7 +267,8 @@ def make_predict_fn(model: Any,
     batch_size: B, the rows of every batch.
     mesh: optional device mesh; batches are split on its data axis.
     rules: logical axis rules for tracing under `mesh` (default: standard).
-    log_every: progress log period in batches.
+    log_every: progress log period in batches (0: every
+      `predict.PROGRESS_SECONDS` only; see `predict.run_batches`).
 
   Returns:
     `predict_fn(dataset, params, *, prompt=None, rng=None,
@@ -286,7 +325,7 @@ def make_score_fn(model: Any,
                   batch_size: int = 32,
                   mesh=None,
                   rules=None,
-                  log_every: int = 100) -> Callable[..., Any]:
+                  log_every: int = 0) -> Callable[..., Any]:
   """Makes a scoring function in seqio's form (for score metrics).
 
   Args:
@@ -294,7 +333,8 @@ def make_score_fn(model: Any,
     batch_size: B, the rows of every batch.
     mesh: optional device mesh; batches are split on its data axis.
     rules: logical axis rules for tracing under `mesh` (default: standard).
-    log_every: progress log period in batches.
+    log_every: progress log period in batches (0: every
+      `predict.PROGRESS_SECONDS` only; see `predict.run_batches`).
 
   Returns:
     `score_fn(dataset, params, *, prompt=None, description='score') ->
@@ -363,7 +403,7 @@ def rank_classification_predict_fn(model: Any,
                                    batch_size: int = 32,
                                    mesh=None,
                                    rules=None,
-                                   log_every: int = 100
+                                   log_every: int = 0
                                   ) -> Callable[..., Any]:
   """Makes a predict function that picks the most likely label string.
 
@@ -380,7 +420,8 @@ def rank_classification_predict_fn(model: Any,
     batch_size: B, the rows of every batch.
     mesh: optional device mesh; batches are split on its data axis.
     rules: logical axis rules for tracing under `mesh` (default: standard).
-    log_every: progress log period in batches.
+    log_every: progress log period in batches (0: every
+      `predict.PROGRESS_SECONDS` only; see `predict.run_batches`).
 
   Returns:
     `predict_fn(dataset, params, *, prompt=None, description='rank',

@@ -10,11 +10,9 @@ names (`PROMPT_REGEX` by default, `.*` for model tuning). The step takes the two
 parts separately and differentiates the trainable part only, so frozen weights
 get no gradients and no optimizer state, and are never written to disk.
 """
-import contextlib
 import dataclasses
 import os
 import re
-import shutil
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -23,14 +21,15 @@ import jax
 import numpy as np
 import optax
 
-from prompt_tuning.checkpoints import prompt_files
 from prompt_tuning.checkpoints import run_dir
 from prompt_tuning.checkpoints import t5x
 from prompt_tuning.model import models
 from prompt_tuning.model import neighbours
 from prompt_tuning.model import prompts
 from prompt_tuning.training import partitioning
+from prompt_tuning.training import run_record
 from prompt_tuning.training import setup as setup_lib
+from prompt_tuning.training import train_state
 from prompt_tuning.utils import trees
 
 PyTree = Any
@@ -253,76 +252,8 @@ def train_dataset(mixture_or_task_name: str,
 
 
 # ----------------------------------------------------------------------------
-# Checkpoints.
+# Diagnostics.
 # ----------------------------------------------------------------------------
-
-
-def numpy_checkpoint_dir(model_dir: str, step: int) -> str:
-  return run_dir.numpy_checkpoint_dir(model_dir, step)
-
-
-def save_numpy_params(params: PyTree, model_dir: str, step: int) -> None:
-  """Each trainable parameter as `.npy`, named by its '.'-joined path (the
-  paper code's layout), e.g. `encoder.prompt.prompt.prompt.npy`."""
-  directory = numpy_checkpoint_dir(model_dir, step)
-  os.makedirs(directory, exist_ok=True)
-  for name, value in trees.flatten(params).items():
-    prompt_files.save_prompt(np.asarray(value), os.path.join(
-        directory, name.replace('/', '.') + '.npy'))
-
-
-@contextlib.contextmanager
-def _quiet_logging():
-  """orbax logs several INFO lines per save; keep the progress output readable."""
-  verbosity = logging.get_verbosity()
-  logging.set_verbosity(logging.WARNING)
-  try:
-    yield
-  finally:
-    logging.set_verbosity(verbosity)
-
-
-class TrainStateCheckpointer:
-  """Train state through orbax (atomic, keeps the last N) plus the input
-  pipeline's position (a tf.data iterator checkpoint per process)."""
-
-  def __init__(self, model_dir: str, keep: int):
-    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-    self._ocp = ocp
-    self._dir = run_dir.train_state_dir(model_dir)
-    self._manager = ocp.CheckpointManager(
-        self._dir, options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=False))
-
-  def _data_prefix(self, step: int) -> str:
-    return os.path.join(self._dir, 'data', f'step_{step}',
-                        f'process_{jax.process_index()}')
-
-  def latest_step(self) -> Optional[int]:
-    return self._manager.latest_step()
-
-  def save(self, step: int, state: PyTree, data_checkpoint) -> None:
-    # Data position first: a train state is only ever restored with its own.
-    data_checkpoint.write(self._data_prefix(step))
-    with _quiet_logging():
-      self._manager.save(step, args=self._ocp.args.StandardSave(state))
-      self._manager.wait_until_finished()
-    kept = set(self._manager.all_steps())
-    data_root = os.path.join(self._dir, 'data')
-    for name in os.listdir(data_root):
-      if int(name.split('_')[1]) not in kept:
-        shutil.rmtree(os.path.join(data_root, name), ignore_errors=True)
-
-  def restore(self, step: int, abstract_state: PyTree, data_checkpoint
-              ) -> PyTree:
-    with _quiet_logging():
-      state = self._manager.restore(
-          step, args=self._ocp.args.StandardRestore(abstract_state))
-    data_checkpoint.read(self._data_prefix(step)).assert_consumed()
-    return state
-
-  def close(self):
-    self._manager.close()
 
 
 def write_prompt_diagnostics(writer, step: int, trainable: PyTree,
@@ -381,6 +312,24 @@ class TrainResult:
   # Times jit traced (so compiled) the train step: 1 when every batch had
   # the same shapes; the recompilations after the first step are this - 1.
   step_compilations: int = 0
+  # The run had already reached `train_steps` when this call started: nothing
+  # was trained; `eval_history` and the best step are the recorded ones.
+  finished_before: bool = False
+
+
+def _recorded_evaluations(model_dir: str) -> list:
+  """The evaluations MODEL_DIR/eval/metrics.jsonl holds, as
+  `TrainResult.eval_history`: [{'step', 'metrics': {task: metrics}}] by step
+  (the last record of a step and task wins: a resumed run may repeat one)."""
+  path = run_dir.metrics_path(run_dir.eval_dir(model_dir))
+  if not os.path.exists(path):
+    return []
+  from prompt_tuning.training import evaluation  # pylint: disable=g-import-not-at-top
+  by_step = {}
+  for record in evaluation.read_metrics_jsonl(path):
+    by_step.setdefault(record['step'], {})[record['task']] = record['metrics']
+  return [{'step': step, 'metrics': metrics}
+          for step, metrics in sorted(by_step.items())]
 
 
 def train(*,
@@ -401,7 +350,7 @@ def train(*,
           use_dropout: bool = True,
           log_period: int = 50,
           checkpoint_period: int = 1000,
-          keep_checkpoints: int = 1,
+          keep_checkpoints: int = 2,
           eval_period: int = 0,
           eval_mixture_or_task_name: Optional[str] = None,
           eval_split: str = 'validation',
@@ -416,7 +365,8 @@ def train(*,
           vocabulary: Optional[Any] = None,
           export_t5x: bool = False,
           eval_zero_shot: bool = False,
-          frozen_dtype: Optional[str] = None) -> TrainResult:
+          frozen_dtype: Optional[str] = None,
+          run_command: Optional[Mapping[str, Any]] = None) -> TrainResult:
   """Trains the parameters matching `trainable_regexes`; returns the result.
 
   Args:
@@ -438,7 +388,8 @@ def train(*,
     use_dropout: dropout as configured in the model (paper: 0.1).
     log_period: steps between progress lines and train summaries.
     checkpoint_period: steps between train-state checkpoints and `.npy` saves.
-    keep_checkpoints: train-state checkpoints kept.
+    keep_checkpoints: train-state checkpoints kept (two or more: an
+      unreadable latest one is moved aside and the one before it resumed).
     eval_period: steps between evaluations (0: only at the end).
     eval_mixture_or_task_name: what to validate on (default: the training
       task or mixture).
@@ -465,6 +416,9 @@ def train(*,
     frozen_dtype: None or 'float32' (the paper), or 'bfloat16': the frozen
       weights are kept in that dtype on the devices (`cast_frozen`), halving
       their memory. Trainable parameters stay float32.
+    run_command: how the run was configured ({'gin_files',
+      'gin_search_paths', 'gin_bindings'}), kept in the run record
+      (`run_record`) so that follow-up commands can rebuild it.
   """
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -472,8 +426,24 @@ def train(*,
   vocabulary = vocabulary or model.output_vocabulary
   os.makedirs(model_dir, exist_ok=True)
   is_chief = jax.process_index() == 0
-  writer = metric_writers.create_default_writer(
-      run_dir.train_summary_dir(model_dir), just_logging=not is_chief)
+  # The run record first: follow-up commands find a run by it.
+  record = run_record.new_record(
+      model=model, initial_checkpoint_path=initial_checkpoint_path,
+      mixture_or_task_name=mixture_or_task_name,
+      task_feature_lengths=task_feature_lengths, batch_size=batch_size,
+      train_steps=train_steps, trainable_regexes=trainable_regexes,
+      evaluation=dict(
+          mixture_or_task_name=eval_mixture_or_task_name, split=eval_split,
+          mode=eval_mode, batch_size=eval_batch_size,
+          feature_lengths=eval_feature_lengths,
+          num_examples=eval_num_examples, class_labels=class_labels),
+      command=run_command)
+  if is_chief:
+    record = run_record.start(model_dir, record)
+  # TensorBoard only: the progress line below carries the same numbers.
+  writer = (metric_writers.AsyncWriter(metric_writers.SummaryWriter(
+      run_dir.train_summary_dir(model_dir))) if is_chief
+            else metric_writers.MultiWriter([]))
 
   # --------------------------------------- Mesh, model and parameters.
   setup = setup_lib.setup_model(model, initial_checkpoint_path,
@@ -555,113 +525,140 @@ def train(*,
                 if not selection_tasks or task in selection_tasks}
     tracker.update(step, selected,
                    None if prompt is None else jax.device_get(prompt))
+    if is_chief:
+      run_record.update(model_dir, record, best_step=tracker.best_step,
+                        best_metrics=tracker.best_metrics)
     for task, task_metrics in sorted(results.items()):
       logging.info('eval step %d  %s  %s', step, task, ', '.join(
           f'{k} {v:.2f}' for k, v in sorted(task_metrics.items())))
     return results
 
   # ---------------------------------------------- Resume if possible.
-  checkpointer = TrainStateCheckpointer(model_dir, keep_checkpoints)
+  checkpointer = train_state.TrainStateCheckpointer(model_dir,
+                                                    keep_checkpoints)
   step = 0
-  latest = checkpointer.latest_step()
-  if latest is not None:
-    state = checkpointer.restore(
-        latest, {'step': 0, 'trainable': trainable, 'opt_state': opt_state},
-        data_checkpoint)
+  state = checkpointer.restore_latest(
+      {'step': 0, 'trainable': trainable, 'opt_state': opt_state},
+      data_checkpoint)
+  if state is not None:
     step = int(state['step'])
     trainable, opt_state = state['trainable'], state['opt_state']
     logging.info('resumed from the train state of step %d', step)
+  del state
+  finished_before = step >= train_steps
 
   def save(step):
     checkpointer.save(step, {'step': step, 'trainable': trainable,
                              'opt_state': opt_state}, data_checkpoint)
     if is_chief:
-      save_numpy_params(jax.device_get(trainable), model_dir, step)
+      train_state.save_numpy_params(jax.device_get(trainable), model_dir,
+                                    step)
+      run_record.update(model_dir, record, step=step)
 
-  zero_shot_metrics = None
-  if eval_zero_shot and step == 0:
-    if evaluator is None:
-      raise ValueError('eval_zero_shot needs an evaluation; eval_mode is None')
-    zero_shot_metrics = _evaluate_zero_shot(
-        model, merge_params(trainable, frozen), eval_name, eval_kwargs)
+  # From here the first SIGINT or SIGTERM stops training after the current
+  # step or evaluation, with the state saved; `finally` closes the writer,
+  # checkpointer and evaluator whatever ends the run.
+  stop = train_state.StopSignals().__enter__()
+  try:
+    zero_shot_metrics = None
+    if eval_zero_shot and step == 0 and stop.signum is None:
+      if evaluator is None:
+        raise ValueError('eval_zero_shot needs an evaluation; eval_mode is '
+                         'None')
+      zero_shot_metrics = _evaluate_zero_shot(
+          model, merge_params(trainable, frozen), eval_name, eval_kwargs)
 
-  if evaluator is not None and eval_before_training and step == 0:
-    eval_history.append({'step': 0, 'metrics': evaluate(0)})
+    if (evaluator is not None and eval_before_training and step == 0
+        and stop.signum is None):
+      eval_history.append({'step': 0, 'metrics': evaluate(0)})
 
-  # ---------------------------------------------------------- Loop.
-  last = {}
-  window_start, window_steps = time.time(), 0
-  pending = []  # device metrics not yet fetched (no host sync per step)
-  logging.info('training from step %d to %d', step, train_steps)
-  while step < train_steps:
-    local = jax.tree_util.tree_map(lambda t: t._numpy(), next(data_iterator))  # pylint: disable=protected-access
-    batch = partitioning.host_local_to_global(local, mesh)
-    with partitioning.mesh_context(mesh, rules):
-      trainable, opt_state, metrics = jitted_step(trainable, frozen,
-                                                  opt_state, batch,
-                                                  np.int32(step))
-    step += 1
-    window_steps += 1
-    pending.append(metrics)
-    boundary = (step % log_period == 0 or step == train_steps
-                or step % checkpoint_period == 0
-                or (eval_period and step % eval_period == 0))
-    if not boundary:
-      continue
-    fetched = jax.device_get(pending)
-    pending = []
-    loss = np.array([m['loss'] for m in fetched])
-    if not np.all(np.isfinite(loss)):
-      bad = step - len(fetched) + int(np.argmin(np.isfinite(loss)))
-      raise FloatingPointError(
-          f'non-finite loss at step {bad + 1} (steps {step - len(fetched) + 1}'
-          f'..{step}); the last good checkpoint is kept in {model_dir}')
-    tokens = sum(float(m['num_tokens']) for m in fetched)
-    last = {'loss_per_token': float(loss.sum()) / max(tokens, 1.0),
-            'accuracy': float(np.mean([m['accuracy'] for m in fetched])),
-            'z_loss_per_token': sum(float(m['z_loss']) for m in fetched)
-                                / max(tokens, 1.0),
-            'grad_norm': float(fetched[-1]['grad_norm'])}
-    elapsed = time.time() - window_start
-    rate = window_steps / max(elapsed, 1e-9)
-    if step % log_period == 0 or step == train_steps:
-      writer.write_scalars(step, {**last, 'steps_per_sec': rate})
-      if initial_prompt is not None:
-        write_prompt_diagnostics(writer, step, trainable, frozen,
-                                 initial_prompt, vocabulary, class_labels,
-                                 with_neighbours=step % checkpoint_period == 0
-                                 or step == train_steps)
-      eta = (train_steps - step) / max(rate, 1e-9)
-      logging.info('step %d/%d  loss/token %.4f  token acc %.3f  '
-                   '%.2f steps/s  ETA %s', step, train_steps,
-                   last['loss_per_token'], last['accuracy'], rate,
-                   time.strftime('%H:%M:%S', time.gmtime(eta)))
-    if step % checkpoint_period == 0 or step == train_steps:
-      save(step)
-    if evaluator is not None and (
-        step == train_steps or (eval_period and step % eval_period == 0)):
-      eval_history.append({'step': step, 'metrics': evaluate(step)})
-      writer.flush()
+    # -------------------------------------------------------- Loop.
+    last = {}
     window_start, window_steps = time.time(), 0
+    pending = []  # device metrics not yet fetched (no host sync per step)
+    if not finished_before:
+      logging.info('training from step %d to %d', step, train_steps)
+    while step < train_steps and stop.signum is None:
+      local = jax.tree_util.tree_map(lambda t: t._numpy(), next(data_iterator))  # pylint: disable=protected-access
+      batch = partitioning.host_local_to_global(local, mesh)
+      with partitioning.mesh_context(mesh, rules):
+        trainable, opt_state, metrics = jitted_step(trainable, frozen,
+                                                    opt_state, batch,
+                                                    np.int32(step))
+      step += 1
+      window_steps += 1
+      pending.append(metrics)
+      boundary = (step % log_period == 0 or step == train_steps
+                  or step % checkpoint_period == 0
+                  or (eval_period and step % eval_period == 0))
+      if not boundary:
+        continue
+      fetched = jax.device_get(pending)
+      pending = []
+      loss = np.array([m['loss'] for m in fetched])
+      if not np.all(np.isfinite(loss)):
+        bad = step - len(fetched) + int(np.argmin(np.isfinite(loss)))
+        raise FloatingPointError(
+            f'non-finite loss at step {bad + 1} (steps '
+            f'{step - len(fetched) + 1}..{step}); the last good checkpoint '
+            f'is kept in {model_dir}')
+      tokens = sum(float(m['num_tokens']) for m in fetched)
+      last = {'loss_per_token': float(loss.sum()) / max(tokens, 1.0),
+              'accuracy': float(np.mean([m['accuracy'] for m in fetched])),
+              'z_loss_per_token': sum(float(m['z_loss']) for m in fetched)
+                                  / max(tokens, 1.0),
+              'grad_norm': float(fetched[-1]['grad_norm'])}
+      elapsed = time.time() - window_start
+      rate = window_steps / max(elapsed, 1e-9)
+      if step % log_period == 0 or step == train_steps:
+        writer.write_scalars(step, {**last, 'steps_per_sec': rate})
+        if initial_prompt is not None:
+          write_prompt_diagnostics(
+              writer, step, trainable, frozen, initial_prompt, vocabulary,
+              class_labels, with_neighbours=step % checkpoint_period == 0
+              or step == train_steps)
+        eta = (train_steps - step) / max(rate, 1e-9)
+        logging.info('step %d/%d  loss/token %.4f  token acc %.3f  '
+                     '%.2f steps/s  ETA %s', step, train_steps,
+                     last['loss_per_token'], last['accuracy'], rate,
+                     time.strftime('%H:%M:%S', time.gmtime(eta)))
+      if step % checkpoint_period == 0 or step == train_steps:
+        save(step)
+      if evaluator is not None and (
+          step == train_steps or (eval_period and step % eval_period == 0)):
+        eval_history.append({'step': step, 'metrics': evaluate(step)})
+        writer.flush()
+      window_start, window_steps = time.time(), 0
 
-  logging.info('train step compiled %d time(s); %d recompilation(s) after '
-               'the first step', compilations.count,
-               max(compilations.count - 1, 0))
-  if compilations.count > 1:
-    logging.warning('the train step was recompiled %d time(s): batches of '
-                    'more than one shape', compilations.count - 1)
-  if export_t5x and is_chief:
-    export_dir = run_dir.t5x_checkpoint_dir(model_dir, step)
-    t5x.save_t5x(jax.device_get(merge_params(trainable, frozen)),
-                         export_dir, step=step, overwrite=True)
-    logging.info('wrote t5x checkpoint %s', export_dir)
-  checkpointer.close()
-  if evaluator is not None:
-    evaluator.close()
-  writer.flush()
+    if stop.signum is not None:
+      if checkpointer.latest_step() != step:
+        save(step)
+      raise train_state.Interrupted(step, stop.signum)
+
+    if compilations.count:
+      logging.info('train step compiled %d time(s); %d recompilation(s) '
+                   'after the first step', compilations.count,
+                   max(compilations.count - 1, 0))
+    if compilations.count > 1:
+      logging.warning('the train step was recompiled %d time(s): batches of '
+                      'more than one shape', compilations.count - 1)
+    if export_t5x and is_chief:
+      export_dir = run_dir.t5x_checkpoint_dir(model_dir, step)
+      t5x.save_t5x(jax.device_get(merge_params(trainable, frozen)),
+                   export_dir, step=step, overwrite=True)
+      logging.info('wrote t5x checkpoint %s', export_dir)
+  finally:
+    stop.__exit__()
+    checkpointer.close()
+    if evaluator is not None:
+      evaluator.close()
+    writer.close()
+  if finished_before:
+    eval_history = _recorded_evaluations(model_dir)
   return TrainResult(step=step, trainable=jax.device_get(trainable),
                      metrics=last, eval_history=eval_history,
                      best_step=tracker.best_step if tracker else None,
                      best_metrics=tracker.best_metrics if tracker else None,
                      zero_shot_metrics=zero_shot_metrics,
-                     step_compilations=compilations.count)
+                     step_compilations=compilations.count,
+                     finished_before=finished_before)

@@ -1,0 +1,103 @@
+"""Training through the command line stopped by SIGINT / SIGTERM, or resumed
+over a damaged train state: what it prints, its exit code, what it leaves in
+MODEL_DIR, and that the resumed run ends with the uninterrupted prompt.
+"""
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+STEPS = 120
+PROMPT = 'encoder.prompt.prompt.prompt.npy'
+
+
+def _command(model_dir, steps=STEPS):
+  return [sys.executable, '-m', 'prompt_tuning.train',
+          '--gin_file=embedded/prompt_tune.gin',
+          f"--gin.MODEL_DIR='{model_dir}'", f'--gin.TRAIN_STEPS={steps}',
+          '--gin.EVAL_MODE=None', '--gin.trainer.train.checkpoint_period=40',
+          '--gin.trainer.train.log_period=10',
+          '--gin.trainer.train.eval_before_training=False']
+
+
+def _run(args):
+  result = subprocess.run(args, capture_output=True, text=True, timeout=600,
+                          check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def _prompt(model_dir, step):
+  return np.load(pathlib.Path(model_dir) / 'numpy_checkpoints' /
+                 f'checkpoint_{step}' / PROMPT)
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+  model_dir = tmp_path_factory.mktemp('uninterrupted')
+  _run(_command(model_dir))
+  return _prompt(model_dir, STEPS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('signum, exit_code',
+                         [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_the_step_exits_and_resumes_bit_identical(
+    tmp_path, uninterrupted, signum, exit_code):
+  model_dir = tmp_path / 'run'
+  stderr_path = tmp_path / 'stderr.txt'
+  with open(stderr_path, 'w') as stderr:
+    process = subprocess.Popen(_command(model_dir), stdout=subprocess.DEVNULL,
+                               stderr=stderr)
+    deadline = time.time() + 300
+    while f'step 20/{STEPS}' not in stderr_path.read_text():
+      assert process.poll() is None, stderr_path.read_text()[-3000:]
+      assert time.time() < deadline
+      time.sleep(0.05)
+    process.send_signal(signum)
+    sent = time.time()
+    assert process.wait(timeout=60) == exit_code, (
+        stderr_path.read_text()[-3000:])
+  assert time.time() - sent < 30
+  last = stderr_path.read_text().strip().splitlines()[-1]
+  prefix, step = 'interrupted at step ', None
+  assert last.startswith(prefix), last
+  step = int(last[len(prefix):].split(';')[0])
+  assert last == (f'interrupted at step {step}; saved; rerun the same '
+                  'command to resume')
+  assert 20 < step < STEPS
+  # The train state and the prompt of that very step.
+  assert (model_dir / 'train_state' / str(step)).is_dir()
+  assert _prompt(model_dir, step).shape == uninterrupted.shape
+  assert not (model_dir / 'numpy_checkpoints' / f'checkpoint_{STEPS}').exists()
+  _run(_command(model_dir))
+  np.testing.assert_array_equal(_prompt(model_dir, STEPS), uninterrupted)
+  # Run again, the finished run reports itself and trains nothing.
+  again = _run(_command(model_dir))
+  assert f'already trained to step {STEPS}' in again.stdout
+  assert 'nan' not in again.stdout
+
+
+@pytest.mark.slow
+def test_truncated_latest_train_state_is_moved_aside_and_the_one_before_used(
+    tmp_path, uninterrupted):
+  model_dir = tmp_path / 'run'
+  _run(_command(model_dir, steps=80))
+  latest = model_dir / 'train_state' / '80'
+  truncated = 0
+  for path in latest.rglob('*'):
+    if path.is_file() and path.stat().st_size > 1:
+      path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+      truncated += 1
+  assert truncated
+  result = _run(_command(model_dir))
+  lines = [l for l in result.stderr.splitlines() if 'cannot be read' in l]
+  assert len(lines) == 1, result.stderr[-3000:]
+  assert str(latest) in lines[0] and '80.corrupt' in lines[0]
+  assert 'resumed from the train state of step 40' in result.stderr
+  assert (model_dir / 'train_state' / '80.corrupt').is_dir()
+  np.testing.assert_array_equal(_prompt(model_dir, STEPS), uninterrupted)
