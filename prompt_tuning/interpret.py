@@ -127,7 +127,7 @@ def main(argv, flag_values: flags.FlagValues = flags.FLAGS):
     document = neighbours.summary(
         rows, prompt=prompt_path, embedding=embedding_path,
         vocabulary=vocabulary_spec, k=f.k,
-        class_labels=neighbours.label_token_ids(vocabulary, class_labels))
+        class_labels=neighbours.label_piece_ids(vocabulary, class_labels))
     with open(f.output, 'w') as file:
       json.dump(document, file, indent=1, ensure_ascii=False)
       file.write('\n')

@@ -33,7 +33,7 @@ from prompt_tuning.utils import files
 def export_run(arguments: Dict[str, Any], output_dir: Optional[str] = None
                ) -> 'export_lib.Export':
   """Exports a finished run from its `trainer.train` arguments (as
-  `sweep.train_arguments()` gives them): the trained parameters of its last
+  `run_config.train_arguments()` gives them): the trained parameters of its last
   train state in `model_dir`, the frozen ones from its initial checkpoint.
 
   Raises:
@@ -105,7 +105,7 @@ def main(argv: Sequence[str],
     else:
       sweep.configure(flag_values.gin_file, flag_values.gin_bindings,
                       flag_values.gin_search_paths)
-      arguments = sweep.train_arguments()
+      arguments = run_config.train_arguments()
     exported = export_run(arguments, flag_values.output_dir)
   except (ValueError, FileNotFoundError) as e:  # Mismatches, missing runs.
     print(f'error: {run_config.error_line(e)}', file=sys.stderr)

@@ -1,6 +1,10 @@
 """Shared fixtures: the reference folder, a tiny T5 with odd sizes."""
 import os
 import pathlib
+import re
+import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -64,3 +68,32 @@ def fast_compiles():
   jax.config.update('jax_disable_most_optimizations', True)
   yield
   jax.config.update('jax_disable_most_optimizations', previous)
+
+
+README = pathlib.Path(__file__).resolve().parents[1] / 'README.md'
+
+
+def readme_main_job(model_dir):
+  """The main-job command of the README's first block, with MODEL_DIR moved."""
+  block = README.read_text().split('```bash\n', 1)[1].split('```', 1)[0]
+  line = block.splitlines()[0]
+  command = line.split('&&', 1)[1].strip()
+  args = shlex.split(command)
+  assert args[:3] == ['python', '-m', 'prompt_tuning.train'], line
+  args = [sys.executable] + args[1:]
+  return [re.sub(r"MODEL_DIR=.*", f"MODEL_DIR='{model_dir}'", a)
+          for a in args]
+
+
+@pytest.fixture(scope='session')
+def main_job(tmp_path_factory):
+  """The README's main job, run once per test worker: (MODEL_DIR, stdout).
+
+  Its tests carry `pytest.mark.xdist_group('main_job')` so that they share
+  one worker and so one run.
+  """
+  model_dir = tmp_path_factory.mktemp('main_job')
+  result = subprocess.run(readme_main_job(model_dir), capture_output=True,
+                          text=True, timeout=900, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return model_dir, result.stdout

@@ -28,6 +28,7 @@ import seqio
 import tensorflow as tf
 
 from prompt_tuning.checkpoints import t5x
+from prompt_tuning.methods import presets
 from prompt_tuning.model import models
 from prompt_tuning.model import prompts
 from prompt_tuning.model import t5
@@ -207,7 +208,7 @@ def check_prompt_tuning_matches_single_device(checkpoint):
 def check_model_tuning_matches_single_device(checkpoint):
   # NOTE: a small learning rate: the paper's 0.3 on every weight of a random
   # model makes a chaotic trajectory that magnifies round-off differences.
-  return _compare_runs(checkpoint, (trainer.MODEL_TUNING_REGEX,),
+  return _compare_runs(checkpoint, (presets.MODEL_TUNING_REGEX,),
                        trainer.adafactor(learning_rate=1e-2))
 
 

@@ -312,3 +312,23 @@ def test_import_reader_on_a_made_up_package(tmp_path):
   assert len(cycles) == 2, cycles
   assert 'model/a.py:1' in cycles[0] and 'model/b.py:2' in cycles[0]
   assert 'train.py:1' in cycles[1] and 'tasks/__init__.py:1' in cycles[1]
+
+
+def test_architecture_doc_names_every_module_in_its_folder_row():
+  """docs/architecture.md's layer table lists each folder's modules."""
+  repo = _REPO_ROOT
+  rows = [line for line in (repo / 'docs' / 'architecture.md').read_text()
+          .splitlines() if line.startswith('| ') and '`prompt_tuning/' in line]
+  missing = []
+  for folder in LAYERS:
+    if folder == 'tasks':  # the root tasks/ folder, not in prompt_tuning/
+      continue
+    row = next((r for r in rows if f'`prompt_tuning/{folder}/`' in r), None)
+    if row is None:
+      missing.append(f'{folder}/ (no row)')
+      continue
+    for module in sorted((repo / _PACKAGE / folder).glob('*.py')):
+      if module.name != '__init__.py' and f'`{module.name}`' not in row:
+        missing.append(f'{folder}/{module.name}')
+  assert not missing, ('docs/architecture.md does not name: '
+                       + ', '.join(missing))

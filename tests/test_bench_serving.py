@@ -76,8 +76,8 @@ def test_inference_cases(inference):
   assert 'cross-attention keys and values' in table
 
 
-def test_label_token_ids_end_with_eos():
-  labels = bench_serving.label_token_ids(np.random.default_rng(0), 4, 3, 50)
+def test_random_label_ids_end_with_eos():
+  labels = bench_serving.random_label_ids(np.random.default_rng(0), 4, 3, 50)
   assert labels.shape == (4, 3)
   assert np.all(labels[:, -1] == 1) and np.all(labels[:, :-1] >= 2)
 

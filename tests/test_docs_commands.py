@@ -33,7 +33,6 @@ import sys
 import pytest
 
 import doc_commands
-from test_main_job import main_job  # pylint: disable=unused-import
 
 REPO = doc_commands.REPO
 MAIN_JOB_DIR = '/tmp/prompt_tuning_main'
@@ -357,6 +356,7 @@ def _main_job_figure():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group('main_job')
 def test_main_job_reaches_the_pages_accuracy(main_job):  # pylint: disable=redefined-outer-name
   assert _one(r'python -m prompt_tuning\.train --gin_file=corpus/.*')
   model_dir, _ = main_job
@@ -365,6 +365,7 @@ def test_main_job_reaches_the_pages_accuracy(main_job):  # pylint: disable=redef
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group('main_job')
 def test_follow_up_commands_on_the_main_job(main_job, tmp_path):  # pylint: disable=redefined-outer-name
   """The pages' eval, infer and interpret commands, on the main job's run."""
   model_dir, _ = main_job

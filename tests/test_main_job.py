@@ -4,9 +4,7 @@ and bad input (on the quicker prefixed-model config).
 """
 import json
 import os
-import pathlib
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -18,21 +16,8 @@ import pytest
 from prompt_tuning.training import evaluation
 from prompt_tuning.tasks import corpus_tasks
 
-README = pathlib.Path(__file__).resolve().parents[1] / 'README.md'
 TASK = 'corpus_topic_n32'
 CHANCE = 100.0 / len(corpus_tasks.CORPUS_LABELS['topic'])
-
-
-def _readme_main_job(model_dir):
-  """The main-job command of the README's first block, with MODEL_DIR moved."""
-  block = README.read_text().split('```bash\n', 1)[1].split('```', 1)[0]
-  line = block.splitlines()[0]
-  command = line.split('&&', 1)[1].strip()
-  args = shlex.split(command)
-  assert args[:3] == ['python', '-m', 'prompt_tuning.train'], line
-  args = [sys.executable] + args[1:]
-  return [re.sub(r"MODEL_DIR=.*", f"MODEL_DIR='{model_dir}'", a)
-          for a in args]
 
 
 def _run(args, timeout=600):
@@ -40,13 +25,6 @@ def _run(args, timeout=600):
                           timeout=timeout, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   return result
-
-
-@pytest.fixture(scope='module')
-def main_job(tmp_path_factory):
-  model_dir = tmp_path_factory.mktemp('main_job')
-  result = _run(_readme_main_job(model_dir))
-  return model_dir, result.stdout
 
 
 def _printed_accuracy(stdout, heading):
@@ -58,6 +36,7 @@ def _printed_accuracy(stdout, heading):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group('main_job')
 def test_main_job_beats_zero_shot_untrained_prompt_and_chance(main_job):
   model_dir, stdout = main_job
   zero_shot = _printed_accuracy(
@@ -77,6 +56,7 @@ def test_main_job_beats_zero_shot_untrained_prompt_and_chance(main_job):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group('main_job')
 def test_eval_reproduces_the_logged_metric(main_job, tmp_path):
   model_dir, _ = main_job
   best = json.loads((model_dir / 'best_prompt.json').read_text())
@@ -91,6 +71,7 @@ def test_eval_reproduces_the_logged_metric(main_job, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group('main_job')
 def test_infer_writes_one_prediction_per_input(main_job, tmp_path):
   model_dir, _ = main_job
   output = tmp_path / 'predictions.jsonl'
@@ -175,6 +156,7 @@ HAND_WRITTEN_REVIEWS = {
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group('main_job')
 def test_infer_on_hand_written_reviews_predicts_their_topics(main_job,
                                                              tmp_path):
   model_dir, _ = main_job

@@ -12,6 +12,7 @@ import pytest
 
 from prompt_tuning.checkpoints import embedded
 from prompt_tuning.checkpoints import t5x
+from prompt_tuning.methods import presets
 from prompt_tuning.model import models
 from prompt_tuning.model import prompts
 from prompt_tuning.model import t5
@@ -67,7 +68,7 @@ def test_split_and_merge_round_trip(frozen_checkpoint):
   assert not any('layer_norm' in n for n in _flat(frozen))
   merged = trainer.merge_params(trainable, frozen)
   assert _flat(merged).keys() == _flat(params).keys()
-  everything, nothing = trainer.split_params(params, [trainer.MODEL_TUNING_REGEX])
+  everything, nothing = trainer.split_params(params, [presets.MODEL_TUNING_REGEX])
   assert not nothing and len(_flat(everything)) == len(_flat(params))
 
 
@@ -320,4 +321,4 @@ def test_zero_shot_evaluation_needs_a_prompt_and_an_evaluation(
   with pytest.raises(ValueError, match='prompt_length is 0'):
     _train(tmp_path / 'b', path, _model(params, prompt_length=0),
            train_steps=1, eval_zero_shot=True,
-           trainable_regexes=[trainer.MODEL_TUNING_REGEX])
+           trainable_regexes=[presets.MODEL_TUNING_REGEX])

@@ -102,7 +102,7 @@ def _common(suite: str, size: str, config, repeats: int, warmup_steps: int,
 # ----------------------------------------------------------------------------
 
 
-def label_token_ids(rng: np.random.Generator, num_classes: int,
+def random_label_ids(rng: np.random.Generator, num_classes: int,
                     label_length: int, vocab_size: int) -> np.ndarray:
   """C random label strings of U tokens, the last one EOS: int32 `[C, U]`."""
   labels = rng.integers(2, vocab_size, (num_classes, label_length), np.int32)
@@ -138,7 +138,7 @@ def run_inference(size: str = 'anchor', batch_size: int = 8,
   rng = np.random.default_rng(seed)
   batch = bench_utils.random_batch(rng, batch_size, input_length,
                                    decode_length, config.vocab_size)
-  labels = label_token_ids(rng, num_classes, label_length, config.vocab_size)
+  labels = random_label_ids(rng, num_classes, label_length, config.vocab_size)
   # Decoding reads only the inputs and the decode length off the batch.
   decode_batch = {'encoder_input_tokens': batch['encoder_input_tokens'],
                   'decoder_input_tokens': batch['decoder_input_tokens']}

@@ -5,7 +5,7 @@ Run through `python -m prompt_tuning.bench --suite=train` (the default).
 The steps are made as `trainer.train` makes its step:
 `trainer.make_train_step` on the trainable/frozen split of
 `trainer.split_params` (prompt tuning: `prompts.PROMPT_REGEX`, Adafactor at
-the paper's learning rate 0.3; model tuning: `trainer.MODEL_TUNING_REGEX`,
+the paper's learning rate 0.3; model tuning: `presets.MODEL_TUNING_REGEX`,
 0.001, the paper's model-tuning baseline), dropout keys folded from the step
 number, `NamedSharding`s from the logical axis rules, the trainable
 parameters and optimizer state donated, the frozen weights optionally kept in
@@ -43,6 +43,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import jax
 import numpy as np
 
+from prompt_tuning.methods import presets
 from prompt_tuning.model import costs
 from prompt_tuning.benchmarks import common as bench_utils
 from prompt_tuning.model import models
@@ -320,7 +321,7 @@ def run_benchmark(size: str = 'anchor', batch_size: int = 8,
   if not model_tuning_prompt:
     t5_model, setup = random_setup(config, 0, seed)
   model = build_case('model_tuning', t5_model, setup,
-                     trainer.MODEL_TUNING_REGEX, MODEL_TUNING_LR, batch, seed,
+                     presets.MODEL_TUNING_REGEX, MODEL_TUNING_LR, batch, seed,
                      frozen_dtype)
   model.info['framework'] = 'jax'
   del setup

@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import gin
 
 from prompt_tuning.cli import gin_utils
+from prompt_tuning.cli import run_config
 from prompt_tuning.training import trainer
 
 
@@ -26,19 +27,13 @@ def configure(gin_files: Sequence[str], bindings: Sequence[str],
                             gin_files, bindings, finalize_config=False)
 
 
-def train_arguments() -> Dict[str, Any]:
-  """`trainer.train`'s bound arguments, references evaluated (the model and
-  optimizer built), from the parsed config."""
-  return gin.get_bindings(trainer.train, resolve_references=True)
-
-
 def train(gin_files: Sequence[str], bindings: Sequence[str],
           search_paths: Optional[Sequence[str]] = None
           ) -> Tuple[trainer.TrainResult, Dict[str, Any]]:
   """One configured training run: (its result, the arguments it got)."""
   configure(gin_files, bindings, search_paths)
   try:
-    arguments = train_arguments()
+    arguments = run_config.train_arguments()
     command = dict(gin_files=gin_files, gin_search_paths=search_paths,
                    gin_bindings=bindings)
     return trainer.train(**arguments, run_command=command), arguments

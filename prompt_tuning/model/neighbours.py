@@ -140,7 +140,7 @@ def token_text(vocabulary: Any, token_id: int) -> str:
   return vocabulary.decode([int(token_id)])
 
 
-def label_token_ids(vocabulary: Any,
+def label_piece_ids(vocabulary: Any,
                     class_labels: Sequence[str]) -> Dict[str, List[int]]:
   """Each class label's token ids, as `prompts.from_class_labels` sees them.
 
@@ -192,7 +192,7 @@ def describe(prompt: Array, embedding: Array, vocabulary: Any, k: int = 5,
   if vocab_size is not None and vocab_size < table_rows:
     embedding = embedding[:vocab_size]
   ids, sims = nearest_neighbours(prompt, embedding, k)
-  label_ids = label_token_ids(vocabulary, class_labels or ())
+  label_ids = label_piece_ids(vocabulary, class_labels or ())
   result = []
   for position in range(ids.shape[0]):
     neighbours = []

@@ -34,10 +34,6 @@ from prompt_tuning.utils import trees
 
 PyTree = Any
 
-# The learned prompt (t5.Transformer(prompt_length=P) owns it here).
-MODEL_TUNING_REGEX = r'.*'
-
-
 def adafactor(learning_rate: float = 0.3, decay_rate: float = 0.8,
               weight_decay_rate: float = 1e-5,
               multiply_by_parameter_scale: bool = False,
