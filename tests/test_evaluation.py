@@ -428,7 +428,7 @@ def test_progress_is_logged_every_n_batches(caplog):
   predict_fn = predict.make_predict_fn(FakeModel(echo=True), batch_size=2,
                                           log_every=2)
   dataset, _ = _enumerated(9)
-  with caplog.at_level('INFO'):
+  with caplog.at_level('INFO', logger='absl'):
     predict_fn(dataset, PARAMS, description='progress check')
   lines = [r.getMessage() for r in caplog.records
            if 'progress check' in r.getMessage()]

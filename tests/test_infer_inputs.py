@@ -343,7 +343,7 @@ def test_progress_is_logged_by_time_and_only_the_total_for_short_runs(caplog):
   compute = lambda batch, i: batch['encoder_input_tokens'][:, 0]
   for seconds, expected in ((1e-9, 5), (3600.0, 0)):
     caplog.clear()
-    with caplog.at_level('INFO'):
+    with caplog.at_level('INFO', logger='absl'):
       predict.run_batches(dataset, compute, 2, description='timed',
                           log_seconds=seconds)
     lines = [r.getMessage() for r in caplog.records

@@ -129,6 +129,57 @@ def test_run_of_file_finds_best_prompts_and_numpy_checkpoints(tmp_path):
   assert run_record.run_of_file(str(tmp_path / 'x' / 'p.npy')) is None
 
 
+def _prompt_run_dir(tmp_path, best_step=2):
+  """A run directory with a record, a best prompt and the best step's numpy
+  checkpoint (the same prompt)."""
+  record = {'version': run_record.VERSION, 'model': {}, 'vocabulary': {},
+            'initial_checkpoint_path': 'ckpt', 'mixture_or_task_name': 't',
+            'step': 4, 'best': {'step': best_step, 'metrics': {}}}
+  (tmp_path / run_dir.RUN_RECORD_FILE).write_text(json.dumps(record))
+  prompt = np.arange(6, dtype=np.float32).reshape(2, 3)
+  np.save(run_dir.best_prompt_path(str(tmp_path)), prompt)
+  step_dir = run_dir.numpy_checkpoint_dir(str(tmp_path), best_step)
+  os.makedirs(step_dir)
+  np.save(os.path.join(step_dir, 'encoder.prompt.prompt.prompt.npy'), prompt)
+  return prompt
+
+
+def _truncate(path):
+  data = open(path, 'rb').read()
+  with open(path, 'wb') as f:
+    f.write(data[:len(data) // 2])
+
+
+def test_truncated_best_prompt_falls_back_to_the_best_steps_checkpoint(
+    tmp_path, caplog):
+  prompt = _prompt_run_dir(tmp_path)
+  best = run_dir.best_prompt_path(str(tmp_path))
+  assert run_record.best_prompt_file(str(tmp_path)) == best
+  _truncate(best)
+  with caplog.at_level('WARNING', logger='absl'):
+    used = run_record.best_prompt_file(str(tmp_path))
+  assert used == run_dir.numpy_checkpoint_dir(str(tmp_path), 2) + (
+      '/encoder.prompt.prompt.prompt.npy')
+  np.testing.assert_array_equal(np.load(used), prompt)
+  warning = [r.getMessage() for r in caplog.records if best in r.getMessage()]
+  assert len(warning) == 1 and 'not a readable .npy file' in warning[0]
+  os.remove(best)  # Missing: the same fallback.
+  assert run_record.best_prompt_file(str(tmp_path)) == used
+
+
+def test_a_named_step_with_a_truncated_prompt_is_an_error(tmp_path):
+  _prompt_run_dir(tmp_path)
+  step_file = os.path.join(run_dir.numpy_checkpoint_dir(str(tmp_path), 2),
+                           'encoder.prompt.prompt.prompt.npy')
+  _truncate(step_file)
+  with pytest.raises(ValueError, match=step_file):
+    run_record.best_prompt_file(str(tmp_path), step=2)
+  # With the best step's checkpoint damaged too, the best prompt is an error.
+  _truncate(run_dir.best_prompt_path(str(tmp_path)))
+  with pytest.raises(ValueError, match='best_prompt.npy'):
+    run_record.best_prompt_file(str(tmp_path))
+
+
 # ----------------------------------------------------------------------------
 # Mismatches.
 # ----------------------------------------------------------------------------

@@ -267,23 +267,57 @@ def run_of_file(path: str) -> Optional[str]:
   return None
 
 
+def _numpy_prompt_path(model_dir: str, step: int) -> str:
+  """The prompt `.npy` of the numpy checkpoint at `step`."""
+  from prompt_tuning.model import prompts  # pylint: disable=g-import-not-at-top
+  return os.path.join(run_dir.numpy_checkpoint_dir(model_dir, step),
+                      prompts.PROMPT_PATH.replace('/', '.') + '.npy')
+
+
+def _unreadable(path: str) -> Optional[str]:
+  """Why the prompt file `path` cannot be used, or None if it reads."""
+  from prompt_tuning.checkpoints import prompt_files  # pylint: disable=g-import-not-at-top
+  try:
+    prompt_files.load_prompt(path)
+  except (FileNotFoundError, ValueError) as e:
+    return str(e)
+  return None
+
+
 def best_prompt_file(model_dir: str, step: Optional[int] = None) -> str:
   """The run's prompt file: its best prompt, or that of `step` (a numpy
   checkpoint).
 
+  A best prompt that is missing or unreadable (e.g. truncated) is reported in
+  one line and replaced by the numpy checkpoint of the recorded best step,
+  which holds the same prompt, when that one reads. A `step` the caller
+  named is never replaced.
+
   Raises:
     FileNotFoundError: the file is absent (naming it and what exists).
+    ValueError: the file cannot be read (naming it).
   """
-  from prompt_tuning.model import prompts  # pylint: disable=g-import-not-at-top
   if step is None:
     path = run_dir.best_prompt_path(model_dir)
+    problem = _unreadable(path)
+    if problem is None:
+      return path
+    try:
+      best_step = (read(model_dir).get('best') or {}).get('step')
+    except RunRecordError:
+      best_step = None
+    if best_step is not None:
+      fallback = _numpy_prompt_path(model_dir, best_step)
+      if _unreadable(fallback) is None:
+        logging.warning('%s; using the best step\'s numpy checkpoint %s',
+                        problem, fallback)
+        return fallback
     if not files.exists(path):
       raise FileNotFoundError(
           f'{path} does not exist: the run in {model_dir} has no evaluated '
           'prompt; pass --step=N for a saved step')
-    return path
-  path = os.path.join(run_dir.numpy_checkpoint_dir(model_dir, step),
-                      prompts.PROMPT_PATH.replace('/', '.') + '.npy')
+    raise ValueError(problem)
+  path = _numpy_prompt_path(model_dir, step)
   if not files.exists(path):
     saved = os.path.join(model_dir, run_dir.NUMPY_CHECKPOINTS_DIR)
     steps = sorted(int(n.split('_')[-1]) for n in (
@@ -291,6 +325,9 @@ def best_prompt_file(model_dir: str, step: Optional[int] = None) -> str:
                    if n.split('_')[-1].isdigit())
     raise FileNotFoundError(f'{path} does not exist: the run in {model_dir} '
                             f'saved its prompt at steps {steps}')
+  problem = _unreadable(path)
+  if problem is not None:
+    raise ValueError(problem)
   return path
 
 
