@@ -48,10 +48,15 @@ def _evaluate_run(argv):
   record = run_record.read(model_dir)
   run_config.configure(
       model_dir, FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths,
-      run_config.prompt_bindings(record, model_dir, FLAGS.step))
+      run_config.run_bindings(record, model_dir, FLAGS.step))
   arguments = run_config.train_arguments()
   run_config.check_arguments(record, arguments, model_dir)
-  step = run_config.chosen_step(record, FLAGS.step)
+  if run_config.is_prompt_run(record):
+    step = run_config.chosen_step(record, FLAGS.step)
+  else:
+    arguments = run_config.trained_method_arguments(arguments, record,
+                                                    model_dir, FLAGS.step)
+    step = int(record['step'])
   return inference.evaluate(
       **run_config.evaluate_arguments(arguments, model_dir, step))
 

@@ -18,58 +18,13 @@ differ from the run's record is refused, naming both values.
 """
 import os
 import sys
-from typing import Any, Dict, Optional, Sequence
+from typing import Sequence
 
 from absl import app
 from absl import flags
 
-from prompt_tuning.checkpoints import run_dir
 from prompt_tuning.cli import gin_utils
 from prompt_tuning.cli import run_config
-from prompt_tuning.training import run_record
-from prompt_tuning.utils import files
-
-
-def export_run(arguments: Dict[str, Any], output_dir: Optional[str] = None
-               ) -> 'export_lib.Export':
-  """Exports a finished run from its `trainer.train` arguments (as
-  `run_config.train_arguments()` gives them): the trained parameters of its last
-  train state in `model_dir`, the frozen ones from its initial checkpoint.
-
-  Raises:
-    FileNotFoundError: the run has no train state.
-    RunMismatchError: the run has a record, and the model's architecture or
-      method hyperparameters differ from it.
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  from prompt_tuning.methods import export as export_lib  # pylint: disable=g-import-not-at-top
-  from prompt_tuning.model import prompts  # pylint: disable=g-import-not-at-top
-  from prompt_tuning.training import trainer  # pylint: disable=g-import-not-at-top
-  from prompt_tuning.training import setup as setup_lib  # pylint: disable=g-import-not-at-top
-  model_dir = arguments['model_dir']
-  state_dir = run_dir.train_state_dir(model_dir)
-  steps = sorted(int(n) for n in (os.listdir(state_dir)
-                                  if os.path.isdir(state_dir) else [])
-                 if n.isdigit())
-  if not steps:
-    raise FileNotFoundError(f'no train state under {state_dir}; train with '
-                            f'these gin files first (MODEL_DIR {model_dir})')
-  restored = ocp.StandardCheckpointer().restore(
-      os.path.join(state_dir, str(steps[-1]), 'default'))
-  model = arguments['model']
-  if files.exists(run_dir.run_record_path(model_dir)):
-    run_record.check_model(run_record.read(model_dir), model, model_dir,
-                           what='the export\'s configuration')
-  regexes = list(arguments.get('trainable_regexes', (prompts.PROMPT_REGEX,)))
-  setup = setup_lib.setup_model(
-      model, arguments.get('initial_checkpoint_path'),
-      arguments.get('assignment_map', ((prompts.PROMPT_REGEX, None),)),
-      arguments.get('seed', 0))
-  _, frozen = trainer.split_params(jax.device_get(setup.params), regexes)
-  params = trainer.merge_params(restored['trainable'], frozen)
-  return export_lib.export(model, params, regexes,
-                output_dir or run_dir.export_dir(model_dir))
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -106,7 +61,7 @@ def main(argv: Sequence[str],
       sweep.configure(flag_values.gin_file, flag_values.gin_bindings,
                       flag_values.gin_search_paths)
       arguments = run_config.train_arguments()
-    exported = export_run(arguments, flag_values.output_dir)
+    exported = run_config.export_run(arguments, flag_values.output_dir)
   except (ValueError, FileNotFoundError) as e:  # Mismatches, missing runs.
     print(f'error: {run_config.error_line(e)}', file=sys.stderr)
     return 1

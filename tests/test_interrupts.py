@@ -11,6 +11,9 @@ import time
 import numpy as np
 import pytest
 
+# One worker runs them all, so the uninterrupted run is trained once.
+pytestmark = pytest.mark.xdist_group('interrupts')
+
 STEPS = 120
 PROMPT = 'encoder.prompt.prompt.prompt.npy'
 

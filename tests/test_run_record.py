@@ -377,3 +377,23 @@ def test_interpret_of_a_run_and_of_another_vocabulary(prompt_run):
   assert failed.returncode != 0
   last = failed.stderr.strip().splitlines()[-1]
   assert 'corpus_spm.model' in last and 'offline_spm.model' in last, last
+
+
+@pytest.mark.slow
+def test_eval_of_a_method_run_serves_its_last_train_state(tmp_path):
+  """`eval --model_dir` of a LoRA run evaluates what the run learned (its
+  export, merged LoRA) and prints the trainer's own last evaluation; another
+  step than the last is refused in one line."""
+  model_dir = tmp_path / 'lora_eval_run'
+  result = _gin_run(model_dir, ['embedded/prompt_tune.gin', 'methods/lora.gin'],
+                    ['methods.LoRA.rank = 8', 'methods.LoRA.alpha = 16.0'])
+  done = _command('eval', f'--model_dir={model_dir}')
+  assert done.returncode == 0, done.stderr[-3000:]
+  accuracy = result.eval_history[-1]['metrics'][TASK]['accuracy']
+  assert done.stdout.strip().splitlines()[-1] == (
+      f'{TASK}: accuracy {accuracy:.2f}')
+  assert (model_dir / 'export' / 'checkpoint').is_dir()
+  refused = _command('eval', f'--model_dir={model_dir}', '--step=1')
+  assert refused.returncode != 0
+  last = refused.stderr.strip().splitlines()[-1]
+  assert 'evaluated at its last train state, step 2, not step 1' in last, last

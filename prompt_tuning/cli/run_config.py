@@ -21,6 +21,7 @@ import gin
 from prompt_tuning.checkpoints import run_dir
 from prompt_tuning.cli import gin_utils
 from prompt_tuning.training import run_record
+from prompt_tuning.utils import files
 
 # What eval and infer take from the run besides the model.
 _SHARED = ('initial_checkpoint_path', 'assignment_map', 'mesh_config', 'seed')
@@ -131,6 +132,15 @@ def is_prompt_run(record: Dict[str, Any]) -> bool:
           and record.get('trainable_regexes') == [prompts.PROMPT_REGEX])
 
 
+def run_bindings(record: Dict[str, Any], model_dir: str,
+                 step: Optional[int] = None) -> list:
+  """The bindings that load what the run learned: its prompt's file for a
+  prompt run (`prompt_bindings`), none for a method run (its export supplies
+  the parameters, `trained_method_arguments`)."""
+  return prompt_bindings(record, model_dir, step) if is_prompt_run(
+      record) else []
+
+
 def prompt_bindings(record: Dict[str, Any], model_dir: str,
                     step: Optional[int] = None) -> list:
   """Bindings that load the run's prompt (best, or of `step`) from its file.
@@ -182,23 +192,31 @@ def evaluate_arguments(arguments: Dict[str, Any], model_dir: str,
   written to MODEL_DIR/eval_step_STEP; `inference.evaluate` bindings of the
   command line win."""
   from prompt_tuning.serving import inference  # pylint: disable=g-import-not-at-top
-  result = dict(
+  result = _validation_setup(arguments)
+  result.update(
+      output_dir=run_dir.step_eval_dir(model_dir, step),
+      mode=arguments.get('eval_mode') or 'decode',
+      num_examples=arguments.get('eval_num_examples'),
+      step=step)
+  result.update(_bound(inference.evaluate))
+  return result
+
+
+def _validation_setup(arguments: Dict[str, Any]) -> Dict[str, Any]:
+  """What evaluation and inference take from a run's `trainer.train`
+  arguments: the model, its frozen weights, and the in-loop evaluation's
+  task, lengths, split, batch, decoding and class labels."""
+  return dict(
       model=arguments['model'],
       mixture_or_task_name=(arguments.get('eval_mixture_or_task_name')
                             or arguments['mixture_or_task_name']),
       feature_lengths=(arguments.get('eval_feature_lengths')
                        or arguments['task_feature_lengths']),
-      output_dir=run_dir.step_eval_dir(model_dir, step),
       split=arguments.get('eval_split', 'validation'),
       batch_size=arguments.get('eval_batch_size') or arguments['batch_size'],
-      mode=arguments.get('eval_mode') or 'decode',
       decode_kwargs=arguments.get('decode_kwargs'),
       class_labels=arguments.get('class_labels'),
-      num_examples=arguments.get('eval_num_examples'),
-      step=step,
       **{k: arguments[k] for k in _SHARED if k in arguments})
-  result.update(_bound(inference.evaluate))
-  return result
 
 
 def infer_arguments(arguments: Dict[str, Any]) -> Dict[str, Any]:
@@ -208,17 +226,7 @@ def infer_arguments(arguments: Dict[str, Any]) -> Dict[str, Any]:
   labels (every input of the split, not only those validated in training);
   `inference.infer` bindings of the command line win."""
   from prompt_tuning.serving import inference  # pylint: disable=g-import-not-at-top
-  result = dict(
-      model=arguments['model'],
-      mixture_or_task_name=(arguments.get('eval_mixture_or_task_name')
-                            or arguments['mixture_or_task_name']),
-      feature_lengths=(arguments.get('eval_feature_lengths')
-                       or arguments['task_feature_lengths']),
-      split=arguments.get('eval_split', 'validation'),
-      batch_size=arguments.get('eval_batch_size') or arguments['batch_size'],
-      decode_kwargs=arguments.get('decode_kwargs'),
-      class_labels=arguments.get('class_labels'),
-      **{k: arguments[k] for k in _SHARED if k in arguments})
+  result = _validation_setup(arguments)
   result.update({k: v for k, v in _bound(inference.infer).items()
                  if k not in ('output_file', 'mode')})
   return result
@@ -237,10 +245,80 @@ def inference_setup(model_dir: str, gin_files: Optional[Sequence[str]] = None,
   """
   record = run_record.read(model_dir)
   configure(model_dir, gin_files, gin_bindings, gin_search_paths,
-            prompt_bindings(record, model_dir, step))
+            run_bindings(record, model_dir, step))
   arguments = train_arguments()
   check_arguments(record, arguments, model_dir)
+  if not is_prompt_run(record):
+    arguments = trained_method_arguments(arguments, record, model_dir, step)
   return infer_arguments(arguments)
+
+
+def export_run(arguments: Dict[str, Any], output_dir: Optional[str] = None
+               ) -> Any:
+  """Exports a finished run from its `trainer.train` arguments (as
+  `train_arguments()` gives them): the trained parameters of its last
+  train state in `model_dir`, the frozen ones from its initial checkpoint.
+
+  Raises:
+    FileNotFoundError: the run has no train state.
+    RunMismatchError: the run has a record, and the model's architecture or
+      method hyperparameters differ from it.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.methods import export as export_lib  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.model import prompts  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.training import trainer  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.training import setup as setup_lib  # pylint: disable=g-import-not-at-top
+  model_dir = arguments['model_dir']
+  state_dir = run_dir.train_state_dir(model_dir)
+  steps = sorted(int(n) for n in (os.listdir(state_dir)
+                                  if os.path.isdir(state_dir) else [])
+                 if n.isdigit())
+  if not steps:
+    raise FileNotFoundError(f'no train state under {state_dir}; train with '
+                            f'these gin files first (MODEL_DIR {model_dir})')
+  restored = ocp.StandardCheckpointer().restore(
+      os.path.join(state_dir, str(steps[-1]), 'default'))
+  model = arguments['model']
+  if files.exists(run_dir.run_record_path(model_dir)):
+    run_record.check_model(run_record.read(model_dir), model, model_dir,
+                           what='the export\'s configuration')
+  regexes = list(arguments.get('trainable_regexes', (prompts.PROMPT_REGEX,)))
+  setup = setup_lib.setup_model(
+      model, arguments.get('initial_checkpoint_path'),
+      arguments.get('assignment_map', ((prompts.PROMPT_REGEX, None),)),
+      arguments.get('seed', 0))
+  _, frozen = trainer.split_params(jax.device_get(setup.params), regexes)
+  params = trainer.merge_params(restored['trainable'], frozen)
+  return export_lib.export(model, params, regexes,
+                           output_dir or run_dir.export_dir(model_dir))
+
+
+def trained_method_arguments(arguments: Dict[str, Any], record: Dict[str, Any],
+                             model_dir: str,
+                             step: Optional[int] = None) -> Dict[str, Any]:
+  """`arguments` with the model, frozen weights and assignment map that
+  serve what a method run (LoRA, prefixes, adapters, ...) learned: its last
+  train state, exported to MODEL_DIR/export as `method_export` does.
+
+  Raises:
+    RunRecordError: `step` is not the run's last train state (only that one
+      holds the trained method for certain).
+  """
+  from prompt_tuning.methods import export as export_lib  # pylint: disable=g-import-not-at-top
+  last = int(record.get('step') or 0)
+  if step is not None and step != last:
+    raise run_record.RunRecordError(
+        f'the run in {model_dir} trained a method, not a prompt alone: it is '
+        f'evaluated at its last train state, step {last}, not step {step}')
+  exported = export_run(arguments, run_dir.export_dir(model_dir))
+  return dict(
+      arguments,
+      model=export_lib.serving_model(arguments['model'], exported),
+      initial_checkpoint_path=exported.checkpoint_path(
+          arguments.get('initial_checkpoint_path')),
+      assignment_map=exported.assignment_map())
 
 
 def error_line(error: BaseException) -> str:
