@@ -332,6 +332,7 @@ def test_bfloat16_frozen_weights_only_round_the_weights(fast_compiles,
       grad_a, grad_b)
 
 
+@pytest.mark.slow
 def test_remat_gives_the_same_loss_and_gradients(fast_compiles, tiny_params):
   plain, remat = _tiny_model(), _tiny_model(remat=True)
   params = tiny_params

@@ -245,6 +245,7 @@ def test_benchmarks_page_is_rendered_from_its_template(tmp_path, monkeypatch):
           'writes: edit the template, then render')
 
 
+@pytest.mark.slow
 def test_long_commands_dry_run():
   """Every flags/gin/train command, in one process (`doc_commands.py`)."""
   commands = _commands(*DRY_RUN_ACTIONS)

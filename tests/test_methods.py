@@ -225,6 +225,7 @@ def test_cached_decoding_matches_teacher_forcing(config, batch,
                                rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('relpos', ['prepended'])
 def test_prefixes_ignore_padding(relpos, config, frozen_params):
   """Prefix positions are always visible and input padding never is: more

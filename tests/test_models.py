@@ -73,6 +73,7 @@ def test_score_batch_sums_target_log_probs(model, tiny_params):
                              rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_rank_classify_equals_scoring_each_label(model, tiny_params):
   labels = np.array([[9, 10, 1], [12, 1, 0], [20, 1, 0]], np.int32)
   prompt = jax.random.normal(jax.random.PRNGKey(0),
@@ -104,6 +105,7 @@ def _greedy_by_hand(model, params, enc, length, prompt=None):
   return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('with_prompt', [False, True])
 def test_greedy_with_cache_equals_full_recompute(model, tiny_params,
                                                  with_prompt):
@@ -117,6 +119,7 @@ def test_greedy_with_cache_equals_full_recompute(model, tiny_params,
       predicted, _greedy_by_hand(model, tiny_params, ENC, 5, prompt))
 
 
+@pytest.mark.slow
 def test_beam_and_sampling_run(model, tiny_params):
   batch = dict(BATCH, decoder_input_tokens=np.zeros((2, 4), np.int32))
   beam, beam_scores = model.predict_batch(tiny_params, batch, method='beam',

@@ -150,6 +150,7 @@ def _cli(*args):
       env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
 
 
+@pytest.mark.slow
 def test_cli_export_then_import(tmp_path):
   prompt = _prompt()
   prompt_files.save_prompt(prompt, tmp_path / 'prompt.npy')

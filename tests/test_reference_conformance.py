@@ -140,6 +140,7 @@ def test_released_prompts_load_as_base_sized(reference_path, task):
     prompts.from_file(path)(jax.random.PRNGKey(0), (20, 768))
 
 
+@pytest.mark.slow
 def test_forward_command_on_reference(reference_path):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top

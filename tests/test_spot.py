@@ -90,6 +90,7 @@ def test_command_rejects_bad_flags(tmp_path, capsys):
   assert "--source_prompt 'b' is not TASK=PATH" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_command_trains_task_embeddings(tmp_path, capsys):
   """The target's embedding is given; the source's is trained (two steps of
   the embedded main job)."""

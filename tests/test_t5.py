@@ -143,6 +143,7 @@ def test_per_example_prompts_equal_separate_runs(tiny_config, tiny_params):
     np.testing.assert_allclose(batched[i:i + 1], alone, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_prompt_bank_equals_per_example_form(tiny_config, tiny_params):
   bank = jax.random.normal(jax.random.PRNGKey(4), (3, 4, tiny_config.emb_dim))
   ids = np.array([2, 0], np.int32)
@@ -216,6 +217,7 @@ def test_bad_prompt_shapes_raise(tiny_config, tiny_params):
            prompt_ids=np.array([0, 0]))
 
 
+@pytest.mark.slow
 def test_dropout_only_in_training(tiny_config, tiny_params):
   eval1 = _apply(tiny_config, tiny_params, ENC, DEC_IN, DEC_TGT)
   eval2 = _apply(tiny_config, tiny_params, ENC, DEC_IN, DEC_TGT,
@@ -236,6 +238,7 @@ def test_bfloat16_activations_close_to_float32(tiny_config, tiny_params):
   np.testing.assert_allclose(half, full, atol=0.15, rtol=0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('prompt_length', [0, 3])
 def test_cached_decoding_equals_teacher_forcing(tiny_config, tiny_params,
                                                 prompt_length):

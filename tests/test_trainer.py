@@ -72,6 +72,7 @@ def test_split_and_merge_round_trip(frozen_checkpoint):
   assert not nothing and len(_flat(everything)) == len(_flat(params))
 
 
+@pytest.mark.slow
 def test_train_step_changes_only_trainable_and_has_no_frozen_state(
     frozen_checkpoint):
   _, params = frozen_checkpoint
