@@ -50,13 +50,8 @@ def main(argv) -> None:
     import sys  # pylint: disable=g-import-not-at-top
     if flag_values.benchmark:
       sys.exit('error: --benchmark takes gin files, not --model_dir')
-    run_config.prepare(argv)
-    try:
-      arguments = run_config.ensemble_arguments(
-          flag_values.model_dir, flag_values.gin_file,
-          flag_values.gin_bindings, flag_values.gin_search_paths)
-    except (ValueError, FileNotFoundError) as e:  # Records and mismatches.
-      sys.exit(f'error: {run_config.error_line(e)}')
+    arguments = run_config.arguments_of_runs(run_config.ensemble_arguments,
+                                             argv, flag_values)
     print(ensemble.format_report(ensemble.evaluate_ensemble(**arguments)),
           end='')
     return

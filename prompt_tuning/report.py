@@ -5,30 +5,9 @@ r"""Turns finished runs into the paper's tables (Markdown) and figures (PNG).
 
 Each positional argument is a run directory (a `MODEL_DIR` written by
 `python -m prompt_tuning.train`) or an ensemble report (a `.json` file, see
-`experiments.runs.read_ensemble_report`). From a run directory it reads:
-
-  config.gin          the operative gin config: task, trainable regexes,
-                      T5Config sizes, prompt length and initialiser, seed,
-                      training steps, learning rate, initial checkpoint
-  best_prompt.json    {"step", "score", "metrics": {task: {metric: value}}}:
-                      the metrics of the best validation step
-  eval/metrics.jsonl  one {"step", "task", "metrics"} line per evaluation:
-                      how far the run got
-
-What is inferred from config.gin (`experiments.runs.read_run`):
-
-  method      'model tuning' if the trainable regexes match every parameter,
-              'prompt tuning' if they match only the prompt, otherwise
-              'partial tuning'; prefixed by 'multi-task ' when the task is a
-              mixture with text prefixes (see `is_multi_task`)
-  model       parameter count of the frozen model (`count_parameters`, in
-              closed form from the T5Config bindings), named after the
-              paper's size when the config is one of `t5.CONFIGS`
-  init        the `PROMPT` initialiser, e.g. 'class labels'
-  pretraining the objective of the initial checkpoint, from its path
-              ('LM adaptation 100K' for `t5_1_1_lm100k_*`, 'span
-              corruption' for `t5_1_1_*`, '+ sentinel' for `*_sentinel`
-              tasks)
+`experiments.runs.read_ensemble_report`). What it reads from a run
+directory and what it infers from the run's config.gin (method, model size,
+initialisation, pretraining) is documented at `experiments.runs`.
 
 Runs that agree on everything but the seed form a group; a group's numbers
 are the mean and sample standard deviation (n - 1) over its runs. Written to

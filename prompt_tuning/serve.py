@@ -34,13 +34,8 @@ def main(argv):
     import sys  # pylint: disable=g-import-not-at-top
     if not flag_values.output_file:
       sys.exit('error: --model_dir needs --output_file (where the lines go)')
-    run_config.prepare(argv)
-    try:
-      arguments = run_config.serve_arguments(
-          flag_values.model_dir, flag_values.gin_file,
-          flag_values.gin_bindings, flag_values.gin_search_paths)
-    except (ValueError, FileNotFoundError) as e:  # Records and mismatches.
-      sys.exit(f'error: {run_config.error_line(e)}')
+    arguments = run_config.arguments_of_runs(run_config.serve_arguments,
+                                             argv, flag_values)
     count = inference.serve(**arguments, output_file=flag_values.output_file)
     print(f'wrote {count} lines to {flag_values.output_file}')
     return

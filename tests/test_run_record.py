@@ -397,3 +397,24 @@ def test_eval_of_a_method_run_serves_its_last_train_state(tmp_path):
   assert refused.returncode != 0
   last = refused.stderr.strip().splitlines()[-1]
   assert 'evaluated at its last train state, step 2, not step 1' in last, last
+
+
+@pytest.mark.slow
+def test_ensemble_and_serve_take_runs(prompt_run, tmp_path):
+  """`ensemble` and `serve` with `--model_dir` run on the runs' best prompts
+  with nothing else given; `serve` without `--output_file` is one line."""
+  model_dir, _ = prompt_run
+  done = _command('ensemble', f'--model_dir={model_dir}',
+                  f'--model_dir={model_dir}')
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert TASK in done.stdout
+  output = tmp_path / 'served.jsonl'
+  done = _command('serve', f'--model_dir={model_dir}',
+                  f'--output_file={output}')
+  assert done.returncode == 0, done.stderr[-3000:]
+  lines = [json.loads(l) for l in output.read_text().splitlines()]
+  assert lines and {l['task'] for l in lines} == {TASK}
+  refused = _command('serve', f'--model_dir={model_dir}')
+  assert refused.returncode != 0
+  assert refused.stderr.strip().splitlines()[-1] == (
+      'error: --model_dir needs --output_file (where the lines go)')

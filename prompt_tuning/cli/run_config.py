@@ -321,6 +321,19 @@ def trained_method_arguments(arguments: Dict[str, Any], record: Dict[str, Any],
       assignment_map=exported.assignment_map())
 
 
+def arguments_of_runs(build, argv: Sequence[str],
+                      flag_values: flags.FlagValues) -> Dict[str, Any]:
+  """`build(model_dirs, gin files, bindings, search paths)` for a command's
+  `--model_dir` runs (`ensemble_arguments`, `serve_arguments`); a record or
+  mismatch error exits with its one line."""
+  prepare(argv)
+  try:
+    return build(flag_values.model_dir, flag_values.gin_file,
+                 flag_values.gin_bindings, flag_values.gin_search_paths)
+  except (ValueError, FileNotFoundError) as e:  # Records and mismatches.
+    raise SystemExit(f'error: {error_line(e)}') from e
+
+
 def error_line(error: BaseException) -> str:
   """An error's message without the lines gin appends to it ("In call to
   configurable ..."), so that it is one line naming the cause."""
