@@ -235,7 +235,7 @@ def _benchmark(options: inference.RunOptions, prompt_files: Sequence[str],
   bank = inference.load_prompt_bank(prompt_files, flag='PROMPT_FILES')
   task = ensemble.eval_tasks(mixture_or_task_name, options.split)[0]
   setup = options.setup_model()
-  ensemble.check_batch_size(options.batch_size, setup.mesh)
+  predict.check_batch_size(options.batch_size, setup.mesh, 'ensemble')
   examples, dataset = options.task_examples(task)
   result = time_passes(options.model, setup.params, bank,
                        _fixed_batches(dataset, options.batch_size),

@@ -78,19 +78,6 @@ def expand_batch(batch: Mapping[str, Array], num_prompts: int
   return expanded
 
 
-def check_batch_size(batch_size: int, mesh) -> None:
-  """Raises ValueError unless `batch_size` is a positive integer that splits
-  over the mesh's data axis."""
-  if isinstance(batch_size, bool) or not isinstance(
-      batch_size, (int, np.integer)) or batch_size < 1:
-    raise ValueError(f'ensemble batch_size is {batch_size!r}; expected a '
-                     'positive integer (examples per batch).')
-  if mesh is not None and batch_size % mesh.shape['data']:
-    raise ValueError(
-        f'ensemble batch_size {batch_size} is not a multiple of the mesh data '
-        f'axis size {mesh.shape["data"]}; expected a multiple.')
-
-
 def bank_outputs(model: models.EncoderDecoderModel, num_prompts: int,
                   mode: str, decode_kwargs: Mapping[str, Any],
                   label_ids: Optional[np.ndarray]
@@ -154,7 +141,7 @@ def make_ensemble_predict_fn(model: models.EncoderDecoderModel,
     raise ValueError(f'ensemble mode is {mode!r}; expected one of {MODES}.')
   if num_prompts < 1:
     raise ValueError(f'num_prompts is {num_prompts}; expected at least 1.')
-  check_batch_size(batch_size, mesh)
+  predict.check_batch_size(batch_size, mesh, 'ensemble')
   decode_kwargs = predict.check_decode_kwargs(decode_kwargs)
   label_ids = None
   if mode == 'rank':

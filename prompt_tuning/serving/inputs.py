@@ -332,18 +332,6 @@ def _apply(task, steps: Sequence[Any], dataset, sequence_length):
   return dataset
 
 
-def _nest(flat: Mapping[str, Any]) -> Dict[str, Any]:
-  """{'a/b': v} -> {'a': {'b': v}}."""
-  nested: Dict[str, Any] = {}
-  for name, value in flat.items():
-    node = nested
-    *parents, leaf = name.split('/')
-    for parent in parents:
-      node = node.setdefault(parent, {})
-    node[leaf] = value
-  return nested
-
-
 def _columns(input_file: InputFile, raw_fields: Sequence[str]
             ) -> Dict[str, List[Any]]:
   """The records as columns; absent targets are '', absent labels -1 and
@@ -401,6 +389,7 @@ def file_examples(task,
   """
   import seqio  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.utils import trees  # pylint: disable=g-import-not-at-top
   text_steps, token_steps = split_preprocessors(task)
   raw_fields = task_raw_fields(task)
   path = input_file.path
@@ -418,7 +407,7 @@ def file_examples(task,
         '--preprocess=false to use the text as the model\'s input as is.')
   sequence_length = dict(feature_lengths)
   columns = _columns(input_file, raw_fields)
-  dataset = tf.data.Dataset.from_tensor_slices(_nest(columns))
+  dataset = tf.data.Dataset.from_tensor_slices(trees.unflatten(columns))
   if preprocess:
     with seqio.utils.map_seed_manager(seed):
       dataset = _apply(task, text_steps, dataset, sequence_length)

@@ -142,16 +142,16 @@ def jit_on_mesh(fn: Callable[..., Any], mesh, rules) -> Callable[..., Any]:
   return call
 
 
-def check_batch_size(batch_size: int, mesh) -> None:
+def check_batch_size(batch_size: int, mesh, what: str = 'eval') -> None:
   """Raises ValueError unless `batch_size` is a positive integer that splits
-  over the mesh's data axis."""
+  over the mesh's data axis; the message names it `what batch_size`."""
   if isinstance(batch_size, bool) or not isinstance(
       batch_size, (int, np.integer)) or batch_size < 1:
-    raise ValueError(f'eval batch_size is {batch_size!r}; expected a positive '
-                     'integer.')
+    raise ValueError(f'{what} batch_size is {batch_size!r}; expected a '
+                     'positive integer (examples per batch).')
   if mesh is not None and batch_size % mesh.shape['data']:
     raise ValueError(
-        f'eval batch_size {batch_size} is not a multiple of the mesh data '
+        f'{what} batch_size {batch_size} is not a multiple of the mesh data '
         f'axis size {mesh.shape["data"]}; expected a multiple, since every '
         'batch is split over the data axis.')
 
