@@ -10,6 +10,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from prompt_tuning.checkpoints import hf_folders
 from prompt_tuning.checkpoints import t5x
 from prompt_tuning.utils import files
 
@@ -72,7 +73,8 @@ def prompt_from_t5x(path: PathLike, name: str) -> np.ndarray:
 
 
 def load_embedding(path: PathLike) -> np.ndarray:
-  """Reads an embedding table [V, H] from a `.npy` file or a t5x checkpoint.
+  """Reads an embedding table [V, H] from a `.npy` file, a t5x checkpoint or
+  an HF model folder (as `INITIAL_CHECKPOINT_PATH` may name either).
 
   Raises:
     FileNotFoundError: `path` does not exist.
@@ -82,7 +84,9 @@ def load_embedding(path: PathLike) -> np.ndarray:
   path = os.fspath(path)
   if not files.exists(path):
     raise FileNotFoundError(f'embedding file {path} does not exist')
-  if files.isdir(path) or os.path.basename(path) == t5x.MSGPACK_FILE:
+  if hf_folders.is_hf_model(path):
+    table = hf_folders.load_hf_embedding(path)
+  elif files.isdir(path) or os.path.basename(path) == t5x.MSGPACK_FILE:
     table = t5x.load_t5x_array(path, t5x.EMBEDDING_NAME)
   else:
     table = _load_npy(path, 'embedding file',

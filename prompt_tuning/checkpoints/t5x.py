@@ -32,11 +32,13 @@ import os
 import posixpath
 import re
 import shutil
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
+                    Tuple, Union)
 import uuid
 
 from absl import logging
 from flax import serialization
+from flax.core import meta
 import jax
 import numpy as np
 import tensorstore as ts
@@ -89,6 +91,32 @@ def check_tree(params: PyTree, expected: PyTree, *, source: str) -> None:
     more = (f' ({len(problems) - 1} more mismatches)'
             if len(problems) > 1 else '')
     raise ValueError(f'{source}: {problems[0]}{more}')
+
+
+def plain_params(params: PyTree, *, what: str) -> PyTree:
+  """`params` with flax `LogicallyPartitioned` (any `AxisMetadata`) boxes
+  removed, as every saver of parameters takes them.
+
+  `Transformer.init` returns boxed leaves; a saver given them unchanged would
+  write each box's fields, not the array.
+
+  Args:
+    params: a tree of arrays, boxed or not.
+    what: where the parameters are going (a path), named in errors.
+
+  Raises:
+    TypeError: a leaf is not an array even after `flax.linen.meta.unbox`
+      (e.g. a `jax.ShapeDtypeStruct` from `jax.eval_shape`: no values).
+  """
+  plain = meta.unbox(params)
+  for name, leaf in trees.flatten_with_names(plain)[0]:
+    if isinstance(leaf, (np.ndarray, np.generic, jax.Array, int, float)):
+      continue
+    raise TypeError(
+        f'{what}: parameter {name!r} is a {type(leaf).__name__}, not an '
+        'array; pass concrete parameters (unbox flax boxes with '
+        'flax.linen.meta.unbox; jax.eval_shape results hold no values)')
+  return plain
 
 
 # ---------------------------------------------------------------------------
@@ -274,8 +302,9 @@ def load_t5x(path: PathLike,
     path: a checkpoint directory (`.../checkpoint_1000000`) or its msgpack
       file; local or gs://.
     like: optional tree of arrays or `jax.ShapeDtypeStruct` (e.g. from
-      `jax.eval_shape` of a model init). The result then has exactly its
-      structure, shapes are checked and values are cast to its dtypes.
+      `jax.eval_shape` of a model init; flax `LogicallyPartitioned` boxes are
+      unboxed). The result then has exactly its structure, shapes are checked
+      and values are cast to its dtypes.
     assignment_map: t5x-style (regex, replacement) rules applied, first match
       wins, with `re.fullmatch` to the '/'-joined name of each leaf of `like`
       (no 'target/' prefix). Replacement None: not loaded, `like`'s value is
@@ -301,7 +330,41 @@ def load_t5x(path: PathLike,
       raise ValueError('load_t5x: assignment_map and fallback_to_scratch need '
                        '`like`')
     return trees.unflatten(_read_arrays(stored, checkpoint_dir))
+  return _restore(stored, lambda chosen: _read_arrays(chosen, checkpoint_dir),
+                  like=like, assignment_map=assignment_map,
+                  fallback_to_scratch=fallback_to_scratch, source=source)
 
+
+def load_into(stored: Mapping[str, Any],
+              *,
+              like: PyTree,
+              assignment_map: Sequence[Tuple[str, Optional[str]]] = (),
+              fallback_to_scratch: bool = False,
+              source: str) -> PyTree:
+  """`load_t5x`'s `like` and `assignment_map` semantics for parameters that
+  are already in memory (e.g. read from another format).
+
+  Args:
+    stored: {'/'-joined name: array}.
+    like, assignment_map, fallback_to_scratch: as in `load_t5x`.
+    source: where `stored` came from, named in errors.
+
+  Returns:
+    A tree of `like`'s structure, values cast to its dtypes.
+  """
+  return _restore(stored, lambda chosen: {n: np.asarray(v)
+                                        for n, v in chosen.items()},
+                  like=like, assignment_map=assignment_map,
+                  fallback_to_scratch=fallback_to_scratch, source=source)
+
+
+def _restore(stored: Mapping[str, Any],
+             read: Callable[[Mapping[str, Any]], Dict[str, np.ndarray]], *,
+             like: PyTree, assignment_map: Sequence[Tuple[str, Optional[str]]],
+             fallback_to_scratch: bool, source: str) -> PyTree:
+  """The parameters of `like` from `stored` ({name: stored leaf}); only the
+  leaves chosen are materialised, by `read`."""
+  like = meta.unbox(like)
   rules = [(re.compile(p), r) for p, r in assignment_map]
   named, treedef = trees.flatten_with_names(like)
   to_read, kept, used = {}, {}, set()
@@ -333,7 +396,7 @@ def load_t5x(path: PathLike,
     logging.warning('%s: %d checkpoint parameters not loaded: %s', source,
                     len(unused), unused)
 
-  arrays = _read_arrays(to_read, checkpoint_dir)
+  arrays = read(to_read)
   leaves = []
   for name, leaf in named:
     if name in kept:
@@ -476,7 +539,8 @@ def save_t5x(params: PyTree,
   was to be overwritten stays as it was).
 
   Args:
-    params: nested dict of arrays (numpy or fully addressable jax arrays).
+    params: nested dict of arrays (numpy or fully addressable jax arrays),
+      plain or in flax `LogicallyPartitioned` boxes.
     path: local directory to create, e.g. `.../checkpoint_0`.
     step: written as `optimizer/state/step`.
     overwrite: replace an existing `path`.
@@ -484,6 +548,7 @@ def save_t5x(params: PyTree,
   Raises:
     FileExistsError: `path` exists and `overwrite` is False.
     ValueError: `path` is a gs:// URL, or a parameter name contains '.'.
+    TypeError: a leaf is not an array (see `plain_params`).
   """
   path = os.fspath(path).rstrip('/')
   if files.is_gcs(path):
@@ -491,7 +556,7 @@ def save_t5x(params: PyTree,
   if os.path.lexists(path) and not overwrite:
     raise FileExistsError(f'{path} already exists; pass overwrite=True to '
                           'replace it')
-  named, _ = trees.flatten_with_names(params)
+  named, _ = trees.flatten_with_names(plain_params(params, what=path))
   flat = {}
   for name, leaf in named:
     if any('.' in part for part in name.split('/')):

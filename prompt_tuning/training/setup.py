@@ -1,5 +1,6 @@
-"""A model's device mesh and parameters: loaded from a t5x checkpoint where it
-has them, freshly initialised where not (e.g. the prompt).
+"""A model's device mesh and parameters: loaded from a t5x checkpoint (or an
+HF model folder) where it has them, freshly initialised where not (e.g. the
+prompt).
 
 `setup_model` is the one way training, evaluation, inference, serving and
 export lay out a model: the mesh and logical axis rules, then only the
@@ -14,6 +15,7 @@ from typing import Any, Optional, Sequence, Tuple
 import jax
 import numpy as np
 
+from prompt_tuning.checkpoints import hf_folders
 from prompt_tuning.checkpoints import t5x
 from prompt_tuning.model import models
 from prompt_tuning.model import prompts
@@ -34,6 +36,10 @@ def load_initial_params(model: models.EncoderDecoderModel,
 
   Only the parameters to initialise are computed: the jitted init returns just
   those, and XLA drops the rest of the work.
+
+  `initial_checkpoint_path` is a t5x checkpoint or an HF model folder (as
+  `save_pretrained` or a hub download leaves it); the folder's `config.json`
+  must agree with the model's config on every architecture field.
   """
   flat_abstract = trees.flatten(abstract)
   if initial_checkpoint_path is None:
@@ -58,9 +64,16 @@ def load_initial_params(model: models.EncoderDecoderModel,
     return trees.unflatten(initialised)
   like = {n: (np.asarray(initialised[n]) if n in initialised else v)
           for n, v in flat_abstract.items()}
-  loaded = trees.flatten(t5x.load_t5x(initial_checkpoint_path,
-                                      like=trees.unflatten(like),
-                                      assignment_map=assignment_map))
+  if hf_folders.is_hf_model(initial_checkpoint_path):
+    restored = hf_folders.load_hf_checkpoint(
+        initial_checkpoint_path, like=trees.unflatten(like),
+        assignment_map=assignment_map,
+        model_config=getattr(model.module, 'config', None))
+  else:
+    restored = t5x.load_t5x(initial_checkpoint_path,
+                            like=trees.unflatten(like),
+                            assignment_map=assignment_map)
+  loaded = trees.flatten(restored)
   placed = {}
   for name, value in loaded.items():
     if name in initialised:
