@@ -2,8 +2,10 @@
 
 Every task reads "question: Q context: C" (punctuation spaced out, as in T5;
 there is no task token, so no taskless variant) and is trained on the first
-answer; evaluation keeps all gold answers ('answers') for `metrics.squad`
-(F1 and exact match, the best over the gold answers).
+gold answer (for MRQA `answers[0]`, as the paper's code casts it, not the
+first span detected in the context); evaluation keeps all gold answers
+('answers') for `metrics.squad` (F1 and exact match, the best over the gold
+answers).
 
 Registered on import:
 
@@ -44,8 +46,7 @@ OUT_OF_DOMAIN = ('textbook_qa', 'bio_asq', 'race', 'relation_extraction',
 _OUT_OF_DOMAIN_SPLITS = {'validation': 'test'}  # seqio split -> tfds split.
 
 _SQUAD_FIELDS = ('id', 'question', 'context', 'answers/text')
-_MRQA_FIELDS = ('qid', 'question', 'context', 'answers',
-                'detected_answers/text')
+_MRQA_FIELDS = ('qid', 'question', 'context', 'answers')
 
 
 def mrqa_task_name(name: str) -> str:

@@ -332,23 +332,24 @@ def _squad_cast(question: tf.Tensor, context: tf.Tensor, answers: tf.Tensor,
 
 @seqio.map_over_dataset
 def format_mrqa(x: Mapping[str, tf.Tensor]):
-  """An MRQA 2019 record in the SQuAD cast of `format_squad`.
+  """An MRQA 2019 record in the SQuAD cast of `format_squad`, as the paper's
+  code casts it (google-research/prompt-tuning's `mrqa` preprocessor).
 
-  The training target is the first detected answer (the span found in the
-  context), as the paper's MRQA conversion uses; 'answers' keeps every gold
-  answer for evaluation.
+  The training target is the first gold answer (`answers[0]`, punctuation
+  padded), not the first span detected in the context (`detected_answers`,
+  which can differ in case or form from the gold text); 'answers' keeps every
+  gold answer for evaluation.
 
   Args:
     x: a tfds mrqa record {'qid', 'question', 'context', 'answers': [K],
-      'detected_answers': {'text': [D], ...}, ...}.
+      ...}.
 
   Returns:
-    {'inputs', 'targets', 'answers': [K], 'id', 'question', 'context'}.
+    {'inputs', 'targets': first gold answer, 'answers': [K], 'id',
+     'question', 'context'}.
   """
   answers = pad_punctuation(x['answers'])
-  detected = pad_punctuation(x['detected_answers']['text'])
-  return _squad_cast(x['question'], x['context'], answers,
-                     tf.concat([detected, answers], axis=0), x['qid'])
+  return _squad_cast(x['question'], x['context'], answers, answers, x['qid'])
 
 
 # =========================== token preprocessors =============================

@@ -66,7 +66,9 @@ COMMANDS = [
      'minutes to hours'),
     # Checkpoints and interop.
     (r'python -m prompt_tuning\.peft_interop (export|import) .*', 'flags',
-     'needs a trained prompt'),
+     'needs a trained run or a PEFT adapter folder'),
+    (r'python -m prompt_tuning\.convert_hf --hf_dir=\S+ --output_dir=\S+',
+     'flags', 'needs an HF model folder'),
     (r'python -m prompt_tuning\.embedded --.*', 'flags',
      'pretraining: half an hour to an hour'),
     # Methods.
@@ -86,6 +88,10 @@ COMMANDS = [
     # Training, evaluation, inference, interpretation.
     (r'python -m prompt_tuning\.train --gin_file=\w+/prompt_tune\.gin '
      r'--gin\.MODEL_DIR=\.\.\.', 'train', 'MODEL_DIR is a placeholder'),
+    (r'python -m prompt_tuning\.train --gin_file=corpus/(prompt_tune|model_tune'
+     r'|from_scratch)\.gin --gin\.MODEL_DIR=\S+ --gin\.MIXTURE_OR_TASK_NAME='
+     r'\S*corpus_suite\S*( --gin\.CLASS_LABELS=\S+)?', 'train',
+     'the corpus suite (docs/tasks.md): minutes; trains'),
     (r'python -m prompt_tuning\.train --gin_file=models/t5_1_1_base_prompt'
      r'\.gin .*', 'train', 'T5 1.1 Base from gs://'),
     (r'python -m prompt_tuning\.(eval|infer|interpret) .*'

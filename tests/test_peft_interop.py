@@ -95,6 +95,32 @@ def test_export_errors(tmp_path, prompt, overrides, message):
   assert not os.listdir(tmp_path)
 
 
+def test_a_freshly_initialised_boxed_prompt_exports_as_its_value(tmp_path):
+  """`init` boxes parameters (flax `LogicallyPartitioned`), the prompt's as
+  every other."""
+  import flax  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.model import prompts  # pylint: disable=g-import-not-at-top
+  module = prompts.EncoderPrompt(4, 13, prompts.random_uniform())
+  # (The module's field `init` hides the method of that name.)
+  boxed = flax.linen.Module.init(module, jax.random.PRNGKey(0))['params']
+  prompt = boxed['prompt']['prompt']
+  assert isinstance(prompt, flax.linen.LogicallyPartitioned)
+  peft_adapters.export_peft(prompt, tmp_path, base_model_name_or_path=None)
+  back = peft_adapters.import_peft(tmp_path)
+  assert back.shape == (4, 13)
+  np.testing.assert_array_equal(back, flax.linen.meta.unbox(prompt))
+
+
+def test_an_unknown_box_names_flax_unbox(tmp_path):
+
+  class Box:
+    value = np.ones((2, 3), np.float32)
+
+  with pytest.raises(TypeError, match='flax.linen.meta.unbox'):
+    peft_adapters.export_peft(Box(), tmp_path, base_model_name_or_path=None)
+
+
 def test_two_submodules_keep_the_encoder_block(tmp_path):
   both = _prompt((8, 13))
   _write(tmp_path, {'peft_type': 'PROMPT_TUNING', 'task_type': 'SEQ_2_SEQ_LM',

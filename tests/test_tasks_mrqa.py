@@ -79,9 +79,18 @@ def test_mrqa_cast_and_out_of_domain_split_is_tfds_test():
   assert tt.text(example['targets_pretokenized']) == '100 C'
   assert tt.text(example['answers']) == ['100 C', 'at 100 C']
   assert tt.text(example['id']) == 'q1'
-  # Without a detected span the first gold answer is the target.
-  (example,) = tt.run_task('mrqa_squad_v100', [_mrqa_record(['x.'], [])],
-                           'train')
+
+
+@pytest.mark.parametrize('task', ['mrqa_squad_v100', 'mrqa_news_qa_v100'])
+def test_mrqa_target_is_the_first_gold_answer_as_in_the_papers_code(task):
+  """google-research/prompt-tuning's `mrqa` preprocessor trains on
+  `answers[0]`, punctuation padded, whatever span was detected first."""
+  record = _mrqa_record(['100 C.', 'at 100 C'], ['at 100 C', '100 C'])
+  (example,) = tt.run_task(task, [record], 'train')
+  assert tt.text(example['targets_pretokenized']) == '100 C . '
+  assert tt.text(example['answers']) == ['100 C . ', 'at 100 C']
+  # No detected span at all: the target is still the first gold answer.
+  (example,) = tt.run_task(task, [_mrqa_record(['x.'], [])], 'train')
   assert tt.text(example['targets_pretokenized']) == 'x . '
 
 

@@ -265,21 +265,14 @@ def export_run(arguments: Dict[str, Any], output_dir: Optional[str] = None
       method hyperparameters differ from it.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   from prompt_tuning.methods import export as export_lib  # pylint: disable=g-import-not-at-top
   from prompt_tuning.model import prompts  # pylint: disable=g-import-not-at-top
   from prompt_tuning.training import trainer  # pylint: disable=g-import-not-at-top
   from prompt_tuning.training import setup as setup_lib  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.training import train_state  # pylint: disable=g-import-not-at-top
   model_dir = arguments['model_dir']
-  state_dir = run_dir.train_state_dir(model_dir)
-  steps = sorted(int(n) for n in (os.listdir(state_dir)
-                                  if os.path.isdir(state_dir) else [])
-                 if n.isdigit())
-  if not steps:
-    raise FileNotFoundError(f'no train state under {state_dir}; train with '
-                            f'these gin files first (MODEL_DIR {model_dir})')
-  restored = ocp.StandardCheckpointer().restore(
-      os.path.join(state_dir, str(steps[-1]), 'default'))
+  _, trainable = train_state.last_trainable_params(
+      model_dir, f'train with these gin files first (MODEL_DIR {model_dir})')
   model = arguments['model']
   if files.exists(run_dir.run_record_path(model_dir)):
     run_record.check_model(run_record.read(model_dir), model, model_dir,
@@ -290,7 +283,7 @@ def export_run(arguments: Dict[str, Any], output_dir: Optional[str] = None
       arguments.get('assignment_map', ((prompts.PROMPT_REGEX, None),)),
       arguments.get('seed', 0))
   _, frozen = trainer.split_params(jax.device_get(setup.params), regexes)
-  params = trainer.merge_params(restored['trainable'], frozen)
+  params = trainer.merge_params(trainable, frozen)
   return export_lib.export(model, params, regexes,
                            output_dir or run_dir.export_dir(model_dir))
 

@@ -109,16 +109,17 @@ def export_peft(prompt: Any, out_dir: str, *,
   as float32, which holds every bfloat16 value exactly.
 
   Args:
-    prompt: `[P, H]`, float32 (or float16/bfloat16).
+    prompt: `[P, H]`, float32 (or float16/bfloat16); plain or boxed as
+      `Transformer.init` returns it (flax `LogicallyPartitioned`).
     out_dir: the adapter directory.
     base_model_name_or_path: see `peft_config`.
     config_overrides: see `peft_config`.
 
   Raises:
-    ValueError: the prompt is not 2-D or not floating point, or the overrides
-      set a field fixed by the prompt.
+    ValueError: the prompt is not 2-D or not floating point (or a box other
+      than flax's), or the overrides set a field fixed by the prompt.
   """
-  prompt = np.asarray(prompt)
+  prompt = unboxed_array(prompt, 'export_peft')
   if prompt.ndim != 2:
     raise ValueError(f'export_peft writes one prompt [P, H]; got shape '
                      f'{prompt.shape}')
@@ -141,6 +142,24 @@ def export_peft(prompt: Any, out_dir: str, *,
       (json.dumps(config, indent=2, sort_keys=True) + '\n').encode())
   logging.info('wrote a PEFT prompt-tuning adapter [%d, %d] to %s',
                prompt.shape[0], prompt.shape[1], out_dir)
+
+
+def unboxed(tree: Any, caller: str) -> Any:
+  """`tree` without flax's metadata boxes (`t5x.plain_params`, imported here
+  so that reading and writing adapters needs no jax)."""
+  from prompt_tuning.checkpoints import t5x  # pylint: disable=g-import-not-at-top
+  return t5x.plain_params(tree, what=caller)
+
+
+def unboxed_array(value: Any, caller: str) -> np.ndarray:
+  """One array, unboxed as `unboxed` does; an object array (a box numpy
+  could not read) raises naming `flax.linen.meta.unbox`."""
+  array = np.asarray(unboxed(value, caller))
+  if array.dtype == object:
+    raise TypeError(
+        f'{caller} takes an array; got {type(value).__name__} holding '
+        'objects. Unbox parameters first with flax.linen.meta.unbox(params)')
+  return array
 
 
 def read_config(peft_dir: str) -> Dict[str, Any]:

@@ -145,6 +145,29 @@ class TrainStateCheckpointer:
     self._manager.close()
 
 
+def last_trainable_params(model_dir: str, hint: str = ''
+                          ) -> Tuple[int, PyTree]:
+  """The trainable parameters of a run's last saved train state, read
+  without its abstract structure: (step, tree).
+
+  Raises:
+    FileNotFoundError: the run has no train state (`hint` says what to do).
+  """
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  state_dir = run_dir.train_state_dir(model_dir)
+  steps = sorted(int(n) for n in (os.listdir(state_dir)
+                                  if os.path.isdir(state_dir) else [])
+                 if n.isdigit())
+  if not steps:
+    raise FileNotFoundError(
+        f'no train state under {state_dir}; ' +
+        (hint or f'the run in {model_dir} has not saved one'))
+  with _quiet_logging():
+    restored = ocp.StandardCheckpointer().restore(
+        os.path.join(state_dir, str(steps[-1]), 'default'))
+  return steps[-1], restored['trainable']
+
+
 # ----------------------------------------------------------------------------
 # Stopping on SIGINT / SIGTERM.
 # ----------------------------------------------------------------------------
