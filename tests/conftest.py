@@ -26,6 +26,28 @@ def _reference_path(relative: str) -> pathlib.Path:
   return path
 
 
+@pytest.fixture(scope='session', autouse=True)
+def shared_compilation_cache(tmp_path_factory, worker_id):
+  """One JAX compilation cache for the whole run, both test workers and every
+  command they start: most end-to-end tests compile the same train, decode
+  and score programs of the embedded model, and an XLA compile of those
+  costs far more than reading it back."""
+  base = tmp_path_factory.getbasetemp()
+  if worker_id != 'master':  # xdist: popen-gwN folders share one parent.
+    base = base.parent
+  path = base / 'jax_compilation_cache'
+  path.mkdir(exist_ok=True)
+  settings = {'jax_compilation_cache_dir': str(path),
+              'jax_persistent_cache_min_compile_time_secs': 0.2,
+              'jax_persistent_cache_min_entry_size_bytes': 0}
+  for name, value in settings.items():
+    os.environ[name.upper()] = str(value)  # For the commands tests start.
+  import jax  # pylint: disable=g-import-not-at-top
+  for name, value in settings.items():
+    jax.config.update(name, value)
+  yield path
+
+
 @pytest.fixture
 def reference_path():
   """Returns a function mapping a path relative to shared/reference to a Path."""
