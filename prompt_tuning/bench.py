@@ -102,6 +102,9 @@ _PRNG_IMPL = flags.DEFINE_enum(
     "jax's default PRNG (the dropout masks); default: jax's own "
     '(threefry2x32).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Weights, batch and dropout.')
+_BACKGROUND_LOAD = flags.DEFINE_integer(
+    'background_load', 0, 'train: threads of a numpy matmul loop run in a '
+    'child process while timing (a loaded machine); 0: none.')
 _OUTPUT = flags.DEFINE_string(
     'output', None, 'JSON lines file the records are appended to.')
 _MARKDOWN_OUTPUT = flags.DEFINE_string(
@@ -179,7 +182,7 @@ def main(argv):
         serving_batch_size=_SERVING_BATCH_SIZE.value,
         num_prompts=_NUM_PROMPTS.value, num_tasks=_NUM_TASKS.value,
         scaling_axes=_SCALING_AXES.value, scaling_values=scaling_values,
-        plot_dir=_PLOT_DIR.value)
+        plot_dir=_PLOT_DIR.value, background_load=_BACKGROUND_LOAD.value)
   except (ValueError, ImportError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1

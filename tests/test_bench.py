@@ -40,7 +40,9 @@ FIELDS = (
     'device_bytes_in_use', 'device_peak_bytes_in_use',
     'model_flops_per_step', 'model_flops_per_token', 'model_flops_per_s',
     'peak_flops', 'mfu', 'step_compilations', 'recompilations',
-    'backend_compiles_while_timing')
+    'backend_compiles_while_timing', 'dropout_rate', 'matmul_peak_flops_per_s',
+    'matmul_peak_shape', 'matmul_flops_per_s', 'fraction_of_matmul_peak',
+    'load_average_before', 'load_average_after', 'background_load_threads')
 
 B, T, U, P = 2, 11, 3, 5
 # NOTE: XLA's optimisations off keeps the compiles short; the checks here do
@@ -84,8 +86,12 @@ def test_peft_side_by_side_or_a_note(cli_run):
     assert not theirs
     assert 'PEFT cases skipped' in markdown and '.[bench]' in markdown
     return
-  (peft,) = theirs
+  peft, peft_no_dropout = theirs
   assert peft['case'] == bench_train.PEFT_CASE
+  assert peft_no_dropout['case'] == bench_train.PEFT_NO_DROPOUT_CASE
+  assert (peft['dropout_rate'], peft_no_dropout['dropout_rate']) == (0.1, 0.0)
+  assert 'num_transformer_submodules=1' in peft['peft_settings']
+  assert peft['fraction_of_matmul_peak'] > 0
   assert peft['trainable_params'] == ours[0]['trainable_params']
   assert peft['tokens_per_step'] == ours[0]['tokens_per_step']
   assert len(peft['step_times_s']) == 2
@@ -93,14 +99,26 @@ def test_peft_side_by_side_or_a_note(cli_run):
                              rtol=1e-5)
   assert "Our prompt-tuning throughput is" in markdown
   assert '| tokens/s (enc+dec) |' in markdown and 'ours / PEFT' in markdown
+  assert f'| {bench_train.PEFT_NO_DROPOUT_CASE} | peft | 0 |' in markdown
 
 
 @pytest.mark.slow
 def test_records_have_every_field(cli_run):
   stdout, records, _, _ = cli_run
   assert [r['case'] for r in records] == list(bench_train.CASES)
+  dropout = {r['case']: r['dropout_rate'] for r in records}
+  assert dropout == {'prompt_tuning': 0.1, 'model_tuning': 0.1,
+                     'prompt_tuning_no_dropout': 0.0}
   for record in records:
     assert not set(FIELDS) - set(record), set(FIELDS) - set(record)
+    # The same run's matmul ceiling, the step's share of it, the load.
+    assert record['matmul_peak_flops_per_s'] == max(
+        record['matmul_flops_per_s'].values())
+    np.testing.assert_allclose(
+        record['fraction_of_matmul_peak'],
+        record['model_flops_per_s'] / record['matmul_peak_flops_per_s'])
+    assert len(record['load_average_before']) == 3
+    assert record['background_load_threads'] == 0
     assert record['suite'] == 'train' and record['framework'] == 'jax'
     assert len(record['step_times_s']) == 2
     assert record['tokens_per_step'] == B * (T + U)
@@ -117,6 +135,9 @@ def test_summary_printed_and_written(cli_run):
   assert '| | prompt tuning | model tuning | prompt / model |' in (
       markdown.replace('|  |', '| |'))
   assert f'jax {jax.__version__}' in markdown
+  assert "Against the same run's plain matmul peak" in markdown
+  assert '| prompt_tuning_no_dropout | jax | 0 |' in markdown
+  assert 'Load average (1, 5, 15 min) before timing [' in markdown
   for label in ('step time, median', 'compiled peak', 'step FLOPs (XLA)',
                 'model FLOPs / step (formula)', 'MFU', 'optimizer state',
                 'weight-gradient matmuls', 'step compilations'):
@@ -135,7 +156,7 @@ def test_no_recompilation_after_the_first_step(cli_run):
 
 @pytest.mark.slow
 def test_prompt_tuning_computes_no_weight_gradients(cli_run):
-  _, (prompt, model), _, _ = cli_run
+  _, (prompt, model, _), _, _ = cli_run
   config = bench_utils.SIZES['tiny']
   assert prompt['trainable_params'] == P * config.emb_dim
   assert prompt['trainable_params'] + prompt['frozen_params'] == (
@@ -153,7 +174,7 @@ def test_prompt_tuning_computes_no_weight_gradients(cli_run):
 def test_optimizer_state_is_the_trainable_parts(cli_run):
   """Adafactor's state follows the trainable shapes: for the prompt (too
   small to factor) the prompt's size plus a few scalars, not the model's."""
-  _, (prompt, model), _, _ = cli_run
+  _, (prompt, model, _), _, _ = cli_run
   for record in (prompt, model):
     assert record['opt_state_bytes'] == record['expected_opt_state_bytes']
   # [P, H] kept whole, 1-element v_row and v_col, one int32 count.
@@ -167,11 +188,13 @@ def test_formula_flops_near_xla_count(cli_run):
   """The model-FLOPs formula counts matmuls only (exactly: see
   test_formula_flops_are_the_jaxpr_matmuls); XLA's count adds the elementwise
   work (softmax, norms, GELU, the loss over the vocabulary and, for model
-  tuning, Adafactor's update of every weight). At this tiny width (emb_dim 24)
-  that is a large share: with jax 0.10 the ratio is 0.836 for prompt tuning
-  and 0.721 for model tuning; it nears 1 as the model widens."""
+  tuning, Adafactor's update of every weight, and dropout's masks). At this
+  tiny width (emb_dim 24) that is a large share: with jax 0.10 the ratio is
+  0.888 for prompt tuning (0.947 without dropout) and 0.752 for model
+  tuning; it nears 1 as the model widens."""
   _, records, _, _ = cli_run
-  bands = {'prompt_tuning': (0.80, 0.87), 'model_tuning': (0.69, 0.75)}
+  bands = {'prompt_tuning': (0.85, 0.92), 'model_tuning': (0.72, 0.78),
+           'prompt_tuning_no_dropout': (0.91, 0.98)}
   for record in records:
     low, high = bands[record['case']]
     assert low < record['model_flops_per_step'] / record['flops'] < high, (
@@ -499,3 +522,26 @@ def test_summarise():
   assert summary['step_time_max_s'] == 4.0
   assert summary['tokens_per_step'] == 10
   assert summary['tokens_per_s'] == 4.0
+
+
+def test_matmul_peak_is_the_best_shape():
+  cases = bench_utils.matmul_cases([(4, 3, 2), (2, 3, 4)], 'float32')
+  for case, seconds in zip(cases, ([2.0, 1.0, 3.0], [1.0, 1.0])):
+    case.times.extend(seconds)
+  peak = bench_utils.matmul_peak(cases)
+  # 48 FLOPs each: 24 FLOP/s at the first shape's median of 2 s, 48 at 1 s.
+  assert peak['matmul_flops_per_s'] == {'4x3x2': 24.0, '2x3x4': 48.0}
+  assert peak['matmul_peak_flops_per_s'] == 48.0
+  assert peak['matmul_peak_shape'] == '2x3x4'
+  assert cases[0].run() >= 0  # the case multiplies its own matrices
+
+
+def test_background_load_runs_a_child_only_meanwhile():
+  with bench_utils.background_load(0) as info:
+    assert info == {'background_load_threads': 0}
+  with bench_utils.background_load(1) as info:
+    pid = int(info['background_load'].rsplit('pid ', 1)[1])
+    os.kill(pid, 0)  # alive
+    assert info['background_load_threads'] == 1
+  with pytest.raises(ProcessLookupError):
+    os.kill(pid, 0)

@@ -331,6 +331,83 @@ def summarise(times: Sequence[float], steps_per_repeat: int = 1,
 
 
 # ----------------------------------------------------------------------------
+# The machine's own ceiling and load.
+# ----------------------------------------------------------------------------
+
+
+def matmul_cases(shapes: Sequence[Tuple[int, int, int]], dtype: str,
+                 seed: int = 0) -> List[Timed]:
+  """One jitted plain matmul `[M, K] x [K, N]` case per shape.
+
+  Timed in the same interleaving as the steps, they measure what this
+  process gets from the machine for a matmul right then: the ceiling the
+  steps' FLOP/s are compared with (`matmul_peak`).
+  """
+  rng = np.random.default_rng(seed)
+  cases = []
+  for m, k, n in shapes:
+    a = jnp.asarray(rng.normal(size=(m, k)), dtype)
+    b = jnp.asarray(rng.normal(size=(k, n)), dtype)
+    matmul = jax.jit(jnp.matmul)
+    cases.append(Timed(f'matmul_{m}x{k}x{n}',
+                       lambda f=matmul, a=a, b=b: f(a, b),
+                       info={'shape': [m, k, n], 'flops': 2.0 * m * k * n}))
+  return cases
+
+
+def matmul_peak(cases: Sequence[Timed], steps_per_repeat: int = 1
+                ) -> Dict[str, Any]:
+  """The best median FLOP/s of timed `matmul_cases`, and each shape's."""
+  rates = {}
+  for case in cases:
+    median = float(np.median(case.times)) / steps_per_repeat
+    rates['x'.join(map(str, case.info['shape']))] = case.info['flops'] / median
+  best = max(rates, key=rates.get)
+  return {'matmul_peak_flops_per_s': rates[best],
+          'matmul_peak_shape': best, 'matmul_flops_per_s': rates}
+
+
+# A plain matmul loop, the "loaded machine" of `background_load`.
+_LOAD_LOOP = (
+    'import numpy as np\n'
+    'a = np.random.default_rng(0).normal(size=(1024, 1024)).astype("f4")\n'
+    'while True:\n'
+    '  a = np.tanh(a @ a)\n')
+
+
+@contextlib.contextmanager
+def background_load(threads: int) -> Iterator[Dict[str, Any]]:
+  """Runs a `threads`-thread numpy matmul loop in a child process meanwhile
+  (none for 0); yields what to record of it."""
+  if threads <= 0:
+    yield {'background_load_threads': 0}
+    return
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, **{name: str(threads) for name in (
+      'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')})
+  child = subprocess.Popen([sys.executable, '-c', _LOAD_LOOP], env=env,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+  try:
+    time.sleep(1.0)  # let it start multiplying
+    yield {'background_load_threads': threads,
+           'background_load': f'numpy matmul loop (1024^2, float32), '
+                              f'{threads} threads, pid {child.pid}'}
+  finally:
+    child.kill()
+    child.wait()
+
+
+def load_average() -> Optional[List[float]]:
+  """The machine's 1, 5 and 15 minute load averages (None where unknown)."""
+  try:
+    return [float(x) for x in os.getloadavg()]
+  except (AttributeError, OSError):
+    return None
+
+
+# ----------------------------------------------------------------------------
 # Tables.
 # ----------------------------------------------------------------------------
 

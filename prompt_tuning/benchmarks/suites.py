@@ -31,7 +31,7 @@ def run_suites(suites: Sequence[str], *, frameworks: Sequence[str],
                serving_batch_size: int, num_prompts: int, num_tasks: int,
                scaling_axes: Sequence[str],
                scaling_values: Mapping[str, Sequence[int]],
-               plot_dir: Optional[str] = None
+               plot_dir: Optional[str] = None, background_load: int = 0
                ) -> Tuple[List[Dict[str, Any]], List[str]]:
   """Runs `suites` in `SUITES` order.
 
@@ -49,6 +49,8 @@ def run_suites(suites: Sequence[str], *, frameworks: Sequence[str],
     scaling_values: the values of each sweep, e.g. {'prompt_length': [...],
       'batch_size': [...], 'input_length': [...]}.
     plot_dir: where the scaling suite writes its PNG curves (None: none).
+    background_load: train: threads of a matmul loop run beside the timing
+      (`bench_train.run_benchmark`), 0 for none.
 
   Returns:
     (one record per case, the Markdown sections of the summary).
@@ -73,7 +75,7 @@ def run_suites(suites: Sequence[str], *, frameworks: Sequence[str],
         target_length=target_length, prompt_length=prompt_length,
         steps_per_repeat=steps_per_repeat, frozen_dtype=frozen_dtype,
         remat=remat, model_tuning_prompt=model_tuning_prompt,
-        frameworks=frameworks, **shared)
+        frameworks=frameworks, background_load=background_load, **shared)
     records += suite
     sections.append('### Train step\n\n' + bench_train.summary_table(suite))
   if 'inference' in suites:

@@ -19,7 +19,15 @@ recompilation after the first step" means here; both counts are reported.
 
 With 'peft' among the frameworks, HF PEFT prompt tuning (`bench_torch`) runs
 on the same T5 1.1, with the same weights, prompt and batch, in the same
-interleaved timing; its initial loss is checked against ours.
+interleaved timing; its initial loss is checked against ours. Prompt tuning
+(ours and PEFT's) also runs without dropout, beside the dropout cases.
+
+The ceiling is measured in the same run: plain jitted matmuls of the step's
+shapes (encoder rows x d_model x mlp, and back; x heads) are timed in the
+same interleaving, and every record gives its model FLOP/s as a fraction of
+their best (`fraction_of_matmul_peak`), with the load average before and
+after timing; `background_load` runs a matmul loop in a child process
+meanwhile (a loaded machine) and records it.
 
 Reported per case: step time (median, min, max, interquartile range),
 tokens/s (encoder plus decoder tokens of the batch, the prompt not counted),
@@ -64,8 +72,9 @@ SIZES = bench_utils.SIZES
 PROMPT_TUNING_LR = 0.3
 MODEL_TUNING_LR = 1e-3
 
-CASES = ('prompt_tuning', 'model_tuning')
+CASES = ('prompt_tuning', 'model_tuning', 'prompt_tuning_no_dropout')
 PEFT_CASE = 'peft_prompt_tuning'
+PEFT_NO_DROPOUT_CASE = 'peft_prompt_tuning_no_dropout'
 FRAMEWORKS = ('jax', 'peft')
 
 
@@ -118,14 +127,15 @@ def build_case(name: str, model: models.EncoderDecoderModel,
                setup: setup_lib.ModelSetup, trainable_regex: str,
                learning_rate: float, batch: Dict[str, np.ndarray],
                seed: int = 0, frozen_dtype: Optional[str] = None,
-               analyse: bool = True) -> Case:
+               analyse: bool = True, dropout: bool = True) -> Case:
   """The trainer's step for `setup`'s weights, compiled and analysed.
 
   The step is traced, lowered and compiled here (each timed); with `analyse`
   its jaxpr and the compiled executable are analysed (the forward pass is
   compiled too, for its FLOPs). The trainable part is copied (the step
   donates it), so cases may share one `setup`: its frozen weights are never
-  written.
+  written. `dropout=False` runs the step without dropout (the trainer's
+  `use_dropout=False`).
   """
   mesh, rules = setup.mesh, setup.rules
   prompt_length = model.module.prompt_length
@@ -138,7 +148,7 @@ def build_case(name: str, model: models.EncoderDecoderModel,
   opt_state = jax.jit(optimizer.init, out_shardings=replicated)(trainable)
   batch_sharding = partitioning.data_sharding(mesh)
   global_batch = partitioning.host_local_to_global(batch, mesh)
-  dropout_root = jax.random.split(jax.random.PRNGKey(seed))[1]
+  dropout_root = trainer.dropout_root_key(seed) if dropout else None
   traces = trainer.TraceCounter()
   jitted_step = trainer.make_train_step(model, optimizer, mesh,
                                         trainable_shardings, frozen_shardings,
@@ -162,6 +172,7 @@ def build_case(name: str, model: models.EncoderDecoderModel,
       'learning_rate': learning_rate,
       'prompt_length': prompt_length,
       'frozen_dtype': frozen_dtype or 'float32',
+      'dropout_rate': model.module.config.dropout_rate if dropout else 0.0,
       'trainable_params': n_trainable,
       'trainable_bytes': b_trainable,
       'frozen_params': n_frozen,
@@ -175,7 +186,8 @@ def build_case(name: str, model: models.EncoderDecoderModel,
   if analyse:
 
     def forward_fn(trainable, frozen, batch, step):
-      dropout_rng = jax.random.fold_in(dropout_root, step)
+      dropout_rng = (None if dropout_root is None
+                     else jax.random.fold_in(dropout_root, step))
       return model.loss_fn(trainer.merge_params(trainable, frozen), batch,
                            dropout_rng)[0]
 
@@ -243,8 +255,8 @@ def run_benchmark(size: str = 'anchor', batch_size: int = 8,
                   steps_per_repeat: int = 1, warmup_steps: int = 2,
                   dtype: str = 'float32', frozen_dtype: Optional[str] = None,
                   remat: bool = False, model_tuning_prompt: bool = True,
-                  frameworks: Sequence[str] = ('jax',), seed: int = 0
-                  ) -> List[Dict[str, Any]]:
+                  frameworks: Sequence[str] = ('jax',), seed: int = 0,
+                  background_load: int = 0) -> List[Dict[str, Any]]:
   """The train suite: every case side by side; one record per case.
 
   Args:
@@ -265,10 +277,18 @@ def run_benchmark(size: str = 'anchor', batch_size: int = 8,
     frameworks: 'jax' (ours) and optionally 'peft' (HF PEFT prompt tuning on
       the same weights; needs torch, transformers and peft).
     seed: weights, batch and dropout.
+    background_load: threads of a numpy matmul loop run in a child process
+      while the cases warm up and are timed (0: none), a loaded machine.
+
+  Every case is also run without dropout beside its dropout one (prompt
+  tuning, and PEFT's), and plain matmuls of the step's shapes
+  (`bench_utils.matmul_cases`) are timed in the same interleaving: each
+  record gives its model FLOP/s as a fraction of their best
+  (`fraction_of_matmul_peak`), and the load average before and after timing.
 
   Returns:
-    Records of prompt tuning, model tuning (and PEFT prompt tuning): flat
-    JSON-able dicts.
+    Records of prompt tuning, model tuning, prompt tuning without dropout
+    (and PEFT prompt tuning with and without dropout): flat JSON-able dicts.
 
   Raises:
     ValueError: a bad size, dtype, length or framework.
@@ -304,6 +324,20 @@ def run_benchmark(size: str = 'anchor', batch_size: int = 8,
       'repeats': repeats, 'steps_per_repeat': steps_per_repeat,
       'warmup_steps': warmup_steps, **env,
   }
+  with bench_utils.background_load(background_load) as load:
+    common.update(load)
+    return _run_cases(config, common, batch, device, seed, prompt_length,
+                      frozen_dtype, warmup_steps, model_tuning_prompt,
+                      frameworks, repeats, steps_per_repeat)
+
+
+def _run_cases(config, common, batch, device, seed, prompt_length,
+               frozen_dtype, warmup_steps, model_tuning_prompt, frameworks,
+               repeats, steps_per_repeat) -> List[Dict[str, Any]]:
+  """`run_benchmark`'s cases, built, warmed up, timed and recorded."""
+  batch_size, input_length = batch['encoder_input_tokens'].shape
+  target_length = batch['decoder_target_tokens'].shape[1]
+  dtype = common['dtype']
   # Prompt tuning is built and warmed up first, so the device's peak memory
   # after its warm-up is its own (the process peak only grows).
   t5_model, setup = random_setup(config, prompt_length, seed)
@@ -311,13 +345,21 @@ def run_benchmark(size: str = 'anchor', batch_size: int = 8,
                       PROMPT_TUNING_LR, batch, seed, frozen_dtype)
   prompt.info['framework'] = 'jax'
   _warm_up(prompt, device, warmup_steps)
-  theirs = None
+  no_dropout = build_case('prompt_tuning_no_dropout', t5_model, setup,
+                          prompts.PROMPT_REGEX, PROMPT_TUNING_LR, batch, seed,
+                          frozen_dtype, dropout=False)
+  no_dropout.info['framework'] = 'jax'
+  _warm_up(no_dropout, device, warmup_steps)
+  theirs = []
   if 'peft' in frameworks:
     # Same weights, prompt and batch as ours, before any step changes them.
     initial_prompt, weights = prompt_and_weights(setup.params)
-    theirs = peft_case(config, weights, initial_prompt, batch)
-    theirs.info['initial_loss_ours'] = mean_token_loss(
-        t5_model, setup.params, batch)
+    loss_ours = mean_token_loss(t5_model, setup.params, batch)
+    for name, rate in ((PEFT_CASE, None),
+                       (PEFT_NO_DROPOUT_CASE, 0.0)):
+      theirs.append(peft_case(config, weights, initial_prompt, batch, name,
+                              rate))
+      theirs[-1].info['initial_loss_ours'] = loss_ours
   if not model_tuning_prompt:
     t5_model, setup = random_setup(config, 0, seed)
   model = build_case('model_tuning', t5_model, setup,
@@ -326,13 +368,27 @@ def run_benchmark(size: str = 'anchor', batch_size: int = 8,
   model.info['framework'] = 'jax'
   del setup
   _warm_up(model, device, warmup_steps)
-  cases = [prompt, model]
-  if theirs is not None:
-    bench_utils.warm_up(theirs, warmup_steps)
-    cases.append(theirs)
+  cases = [prompt, model, no_dropout]
+  for case in theirs:
+    bench_utils.warm_up(case, warmup_steps)
+    cases.append(case)
+  # The ceiling: plain matmuls of the step's shapes (encoder rows x d_model
+  # x mlp, and back; x heads), timed in the same interleaving.
+  rows = batch_size * (prompt_length + input_length)
+  ceiling = bench_utils.matmul_cases(
+      [(rows, config.emb_dim, config.mlp_dim),
+       (rows, config.mlp_dim, config.emb_dim),
+       (rows, config.emb_dim, config.num_heads * config.head_dim)], dtype,
+      seed)
+  for case in ceiling:
+    bench_utils.warm_up(case, warmup_steps)
 
-  compiles_while_timing = bench_utils.interleave(cases, repeats,
+  load_before = bench_utils.load_average()
+  compiles_while_timing = bench_utils.interleave(cases + ceiling, repeats,
                                                  steps_per_repeat)
+  common = {**common, 'load_average_before': load_before,
+            'load_average_after': bench_utils.load_average(),
+            **bench_utils.matmul_peak(ceiling, steps_per_repeat)}
 
   tokens_per_step = batch_size * (input_length + target_length)
   records = []
@@ -349,11 +405,14 @@ def run_benchmark(size: str = 'anchor', batch_size: int = 8,
               'model_flops_per_step': model_flops,
               'model_flops_per_token': model_flops / tokens_per_step,
               'model_flops_per_s': model_flops / summary['step_time_median_s'],
-              'peak_flops': costs.peak_flops(env['device'], dtype),
+              'peak_flops': costs.peak_flops(common['device'], dtype),
+              'fraction_of_matmul_peak': (
+                  model_flops / summary['step_time_median_s']
+                  / common['matmul_peak_flops_per_s']),
               'mfu': costs.mfu(model_flops,
                                      summary['step_time_median_s'],
-                                     env['device'], dtype,
-                                     env['num_devices']),
+                                     common['device'], dtype,
+                                     common['num_devices']),
               'backend_compiles_while_timing': compiles_while_timing}
     if isinstance(case, Case):
       record['step_compilations'] = case.traces.count
@@ -383,16 +442,25 @@ def prompt_and_weights(params: PyTree) -> Tuple[np.ndarray, PyTree]:
 
 
 def peft_case(config: t5.T5Config, frozen: PyTree, prompt: np.ndarray,
-               batch: Dict[str, np.ndarray]):
-  """PEFT prompt tuning on an HF T5 holding `frozen`, prompt `[P, H]`."""
+              batch: Dict[str, np.ndarray], name: str = PEFT_CASE,
+              dropout_rate: Optional[float] = None):
+  """PEFT prompt tuning on an HF T5 holding `frozen`, prompt `[P, H]`;
+  `dropout_rate` default the config's."""
   from prompt_tuning.benchmarks import torch_cases as bench_torch  # pylint: disable=g-import-not-at-top
-  hf_model = bench_torch.hf_t5(frozen, config)
+  rate = config.dropout_rate if dropout_rate is None else dropout_rate
+  hf_model = bench_torch.hf_t5(frozen, config, rate)
   peft_model = bench_torch.peft_prompt_model(hf_model, prompt)
   loss = bench_torch.initial_loss(peft_model, batch)
-  case = bench_torch.train_case(PEFT_CASE, peft_model, PROMPT_TUNING_LR,
-                                batch)
-  case.info.update({'framework': 'peft', 'prompt_length': prompt.shape[0],
-                    'initial_loss': loss})
+  case = bench_torch.train_case(name, peft_model, PROMPT_TUNING_LR, batch)
+  case.info.update({
+      'framework': 'peft', 'prompt_length': prompt.shape[0],
+      'initial_loss': loss, 'dropout_rate': rate,
+      'peft_settings': (
+          f'PromptTuningConfig(SEQ_2_SEQ_LM, num_virtual_tokens='
+          f'{prompt.shape[0]}, num_transformer_submodules=1: one encoder '
+          f'prompt, as ours), HF T5 dropout_rate {rate}, HF Adafactor lr '
+          f'{PROMPT_TUNING_LR} (trainer.adafactor settings), same weights, '
+          'prompt and batch, float32')})
   return case
 
 
@@ -427,6 +495,7 @@ _TRAIN_ROWS = (
     ('step / forward FLOPs (XLA)', 'flops_per_forward', 'ratio'),
     ('model FLOP/s', 'model_flops_per_s', 'flops'),
     ('MFU', 'mfu', 'pct'),
+    ('model FLOP/s / same-run matmul peak', 'fraction_of_matmul_peak', 'pct'),
     ('weight-gradient matmuls', 'weight_gradient_dots', 'int'),
 )
 
@@ -458,7 +527,45 @@ def summary_table(records: Sequence[Dict[str, Any]]) -> str:
            f'{all(r.get("recompilations") == 0 for r in (prompt, model))}.']
   if PEFT_CASE in by_case:
     lines += ['', peft_table(prompt, by_case[PEFT_CASE])]
+  lines += ['', ceiling_table(records)]
   return '\n'.join(lines)
+
+
+def ceiling_table(records: Sequence[Dict[str, Any]]) -> str:
+  """Markdown: every case's model FLOP/s against the same run's matmul peak,
+  with and without dropout, ours beside PEFT's; the machine's load."""
+  by_case = {r['case']: r for r in records}
+  first = records[0]
+  rows = []
+  for name in ('prompt_tuning', PEFT_CASE, 'prompt_tuning_no_dropout',
+               PEFT_NO_DROPOUT_CASE, 'model_tuning'):
+    r = by_case.get(name)
+    if r is None:
+      continue
+    peft = {'prompt_tuning': PEFT_CASE,
+            'prompt_tuning_no_dropout': PEFT_NO_DROPOUT_CASE}.get(name)
+    versus = bench_utils.ratio(r['tokens_per_s'],
+                               by_case.get(peft, {}).get('tokens_per_s'))
+    rows.append([name, r['framework'], f'{r.get("dropout_rate", 0.0):g}',
+                 bench_utils.fmt(r['step_time_median_s'], 'ms'),
+                 bench_utils.fmt(r['tokens_per_s'], 'num'),
+                 bench_utils.fmt(r['model_flops_per_s'], 'flops'),
+                 bench_utils.fmt(r['fraction_of_matmul_peak'], 'pct'),
+                 bench_utils.fmt(versus, 'ratio')])
+  rates = ', '.join(f'{shape}: {bench_utils.fmt(rate, "flops")}/s'
+                    for shape, rate in first['matmul_flops_per_s'].items())
+  load = first.get('background_load') or 'none started by the bench'
+  return '\n'.join([
+      'Against the same run\'s plain matmul peak '
+      f'({bench_utils.fmt(first["matmul_peak_flops_per_s"], "flops")}/s, '
+      f'best of {rates}; timed interleaved with the steps):', '',
+      bench_utils.markdown_table(
+          ['case', 'framework', 'dropout', 'step', 'tokens/s',
+           'model FLOP/s', 'of matmul peak', 'ours / PEFT tokens/s'], rows,
+          'r'), '',
+      f'Load average (1, 5, 15 min) before timing '
+      f'{first.get("load_average_before")}, after '
+      f'{first.get("load_average_after")}; background load: {load}.'])
 
 
 def peft_table(ours: Dict[str, Any], peft: Dict[str, Any]) -> str:

@@ -157,6 +157,32 @@ def attention_mask(query_valid: Array, key_valid: Array) -> Array:
                          key_valid[:, None, None, :])
 
 
+def fold_mask_into_bias(mask: Array, bias: Optional[Array]) -> Array:
+  """One additive bias for a whole stack: `bias` where `mask`, else masked.
+
+  Done once per stack instead of once per layer, it leaves each layer one
+  addition to its logits. Masked logits become `logit + _MASK_VALUE`, which
+  is `_MASK_VALUE` in float32 for any |logit| < 512, so the softmax is what
+  masking each layer's logits gives (fully masked rows stay uniform).
+
+  Args:
+    mask: `[B, 1, T, S]` bool, True where attention is allowed.
+    bias: `[1, N, T, P+S]` additive bias (P >= 0 prefix columns first, which
+      every query sees), or None.
+
+  Returns:
+    float32 `[B, N, T, P+S]` (`[B, 1, T, S]` without a bias).
+  """
+  if bias is None:
+    return jnp.where(mask, jnp.float32(0), jnp.float32(_MASK_VALUE))
+  prefix_length = bias.shape[-1] - mask.shape[-1]
+  if prefix_length:
+    mask = jnp.pad(mask, ((0, 0), (0, 0), (0, 0), (prefix_length, 0)),
+                   constant_values=True)
+  return jnp.where(mask, jnp.asarray(bias, jnp.float32),
+                   jnp.float32(_MASK_VALUE))
+
+
 def causal_mask(length: int) -> Array:
   """[1, 1, T, T]: query i sees keys j <= i."""
   positions = jnp.arange(length)
@@ -218,10 +244,12 @@ class MultiHeadAttention(nn.Module):
 
     Args:
       inputs_q: queries' inputs, [B, T, H].
-      inputs_kv: keys' and values' inputs, [B, S, H].
-      mask: boolean [B, 1, T, S], True where attention is allowed.
-      bias: additive [1, N, T, S] (relative positions); [1, N, T, P+S] with
-        a prefix.
+      inputs_kv: keys' and values' inputs, [B, S, H]; or [B/G, S, H], each
+        row serving G consecutive query rows (no cache, no bias).
+      mask: boolean [B, 1, T, S], True where attention is allowed; None
+        when the stack folded it into `bias` (`fold_mask_into_bias`).
+      bias: additive [1, N, T, S] (relative positions) or [B, N, T, S] (with
+        the mask folded in); [.., P+S] with a prefix.
       deterministic: disables dropout.
       decode: autoregressive mode: keys and values are appended to a cache of
         length L (the 'cache' collection) one position per call, T == 1.
@@ -248,6 +276,14 @@ class MultiHeadAttention(nn.Module):
     query = project('query', inputs_q, query_init)
     key = project('key', inputs_kv, self.kernel_init)
     value = project('value', inputs_kv, self.kernel_init)
+    batch, length = query.shape[:2]
+    groups = _query_groups(batch, key.shape[0], decode, bias)
+    if groups > 1:
+      # Each of the kv batch's examples serves `groups` consecutive query
+      # rows: [G*Bk, T, N, D] -> [Bk, G*T, N, D], mask likewise.
+      query = query.reshape((key.shape[0], groups * length)
+                            + query.shape[2:])
+      mask = None if mask is None else _group_mask(mask, batch, groups)
 
     if decode:
       query, key, value, mask, bias = self._use_cache(query, key, value, mask,
@@ -265,11 +301,14 @@ class MultiHeadAttention(nn.Module):
       logits = jnp.where(mask, logits, _MASK_VALUE)
     weights = jax.nn.softmax(logits).astype(self.dtype)
     if not deterministic and self.dropout_rate > 0:
-      weights = nn.Dropout(self.dropout_rate)(weights, deterministic=False)
+      # As t5x's T5: one mask per example, head and key, shared by every
+      # query (mask [B, N, 1, S]).
+      weights = nn.Dropout(self.dropout_rate, broadcast_dims=(-2,))(
+          weights, deterministic=False)
     # [B, N, T, S] x [B, S, N, D] -> [B, T, N, D]
     out = jnp.einsum('bnts,bsnd->btnd', weights, value)
-    # [B, T, N, D] -> [B, T, N*D]
-    out = out.reshape(out.shape[:-2] + (features,))
+    # [B, T, N, D] -> [B, T, N*D] ([Bk, G*T, ...] -> [B, T, ...] if grouped)
+    out = out.reshape((batch, length, features))
     return Dense(inputs_q.shape[-1], ('heads', 'embed'), self.kernel_init,
                  self.dtype, self.methods, name='out')(out)
 
@@ -306,6 +345,34 @@ class MultiHeadAttention(nn.Module):
       # [1, N, L, L] -> this query's row [1, N, 1, L].
       bias = lax.dynamic_slice_in_dim(bias, index, 1, axis=2)
     return query, key, value, mask, bias
+
+
+def _query_groups(query_batch: int, kv_batch: int, decode: bool,
+                  bias: Optional[Array]) -> int:
+  """How many query rows share each key/value row (1: the usual case).
+
+  Rank classification scores C labels against one encoding: its queries
+  come as `[B*C, U, ...]` (example-major) and its keys and values as
+  `[B, S, ...]`, projected once per example rather than once per label.
+  """
+  if query_batch == kv_batch:
+    return 1
+  if decode or bias is not None or query_batch % kv_batch:
+    raise ValueError(
+        f'queries of batch {query_batch} attend to keys and values of batch '
+        f'{kv_batch}: only without a cache or a position bias, and with a '
+        'whole number of query rows per key row')
+  return query_batch // kv_batch
+
+
+def _group_mask(mask: Array, query_batch: int, groups: int) -> Array:
+  """`[G*Bk, 1, T, S]` (or batch 1) -> `[Bk, 1, G*T, S]`, the grouped
+  queries' mask."""
+  mask = jnp.broadcast_to(mask, (query_batch,) + mask.shape[1:])
+  _, heads, length, keys = mask.shape
+  mask = mask.reshape(query_batch // groups, groups, heads, length, keys)
+  return jnp.swapaxes(mask, 1, 2).reshape(query_batch // groups, heads,
+                                          groups * length, keys)
 
 
 class MlpBlock(nn.Module):

@@ -155,23 +155,21 @@ class EncoderDecoderModel:
     """Log-likelihood of every label string for every example, `[B, C]`.
 
     The encoder runs once per example; the C labels (`[C, U]` int, EOS
-    included, 0-padded) are scored together against each encoding.
+    included, 0-padded) are scored together against each encoding, as a
+    decoder batch of B*C rows (example-major) whose cross-attention keys and
+    values are projected once per example, not once per label.
     """
     encoded = self._encode(params, batch, prompt)  # [B, P+T, H]
     batch_size = encoded.shape[0]
-    num_classes, length = label_token_ids.shape
-    # [B, P+T, H] -> [B*C, P+T, H], example-major.
-    encoded = jnp.repeat(encoded, num_classes, axis=0)
-    inputs = jnp.repeat(batch['encoder_input_tokens'], num_classes, axis=0)
     targets = jnp.tile(label_token_ids, (batch_size, 1))  # [B*C, U]
     decoder_inputs = jnp.pad(targets[:, :-1], ((0, 0), (1, 0)))
     logits = self.module.apply(
-        {'params': params}, encoded, inputs, decoder_inputs, targets,
-        method=self.module.decode)  # [B*C, U, V]
+        {'params': params}, encoded, batch['encoder_input_tokens'],
+        decoder_inputs, targets, method=self.module.decode)  # [B*C, U, V]
     token = jnp.take_along_axis(jax.nn.log_softmax(logits),
                                 targets[..., None], axis=-1)[..., 0]
     scores = jnp.sum(token * (targets > 0), axis=-1)  # [B*C]
-    return scores.reshape(batch_size, num_classes)
+    return scores.reshape(batch_size, label_token_ids.shape[0])
 
   def predict_batch(self, params: Params, batch: Batch,
                     rng: Optional[Array] = None, *, method: str = 'greedy',

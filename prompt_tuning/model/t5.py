@@ -221,6 +221,8 @@ class Encoder(nn.Module):
                                              length, True)
     prefixes = plugins.of(methods).stack_prefixes('encoder', cfg,
                                                   cfg.num_encoder_layers)
+    # The padding mask goes into the bias once here, not in every layer.
+    bias, mask = layers.fold_mask_into_bias(mask, bias), None
     # `deterministic` (argument 4, counting self) is a Python bool.
     layer = (nn.remat(EncoderLayer, static_argnums=(4,)) if cfg.remat
              else EncoderLayer)
@@ -230,6 +232,14 @@ class Encoder(nn.Module):
           _layer_prefix(prefixes, index))
     x = _norm(cfg, 'encoder_norm')(x)
     return _dropout(cfg)(x, deterministic=deterministic)
+
+
+def _per_query_row(encoder_valid: Array, batch: int) -> Array:
+  """`[B, S]` valid encoder positions -> `[B*G, S]` for a decoder batch of
+  `B*G` rows (G labels scored against each encoding, example-major)."""
+  groups = batch // encoder_valid.shape[0]
+  return (encoder_valid if groups == 1
+          else jnp.repeat(encoder_valid, groups, axis=0))
 
 
 class Decoder(nn.Module):
@@ -245,8 +255,12 @@ class Decoder(nn.Module):
     """Returns float32 logits `[B, U, V]`.
 
     Args:
-      encoded: encoder output `[B, P+T, H]`.
-      encoder_valid: `[B, P+T]` bool, valid encoder positions.
+      encoded: encoder output `[B, P+T, H]`; or `[B/G, P+T, H]`, each
+        encoding serving G consecutive decoder rows (rank classification's
+        labels: the cross-attention keys and values are projected once per
+        encoding).
+      encoder_valid: `[B, P+T]` bool (`[B/G, P+T]` likewise), valid encoder
+        positions.
       decoder_input_tokens: `[B, U]` (U == 1 when `decode`).
       decoder_target_tokens: `[B, U]`; positions where it is 0 are padding and
         masked. None: no padding.
@@ -266,7 +280,7 @@ class Decoder(nn.Module):
       # The cache supplies the causal mask; relpos rows are sliced per step.
       self_mask = None
       cross_mask = layers.attention_mask(jnp.ones((batch, length), bool),
-                                         encoder_valid)
+                                         _per_query_row(encoder_valid, batch))
       bias = hooks.position_bias('decoder', _relpos(cfg), max_decode_length,
                                  max_decode_length, False)
     else:
@@ -276,8 +290,11 @@ class Decoder(nn.Module):
         valid = decoder_target_tokens > 0
       self_mask = jnp.logical_and(layers.attention_mask(valid, valid),
                                   layers.causal_mask(length))
-      cross_mask = layers.attention_mask(valid, encoder_valid)
+      cross_mask = layers.attention_mask(valid, _per_query_row(
+          encoder_valid, batch))
       bias = hooks.position_bias('decoder', _relpos(cfg), length, length, False)
+      # Once per stack, not per layer (see `layers.fold_mask_into_bias`).
+      bias, self_mask = layers.fold_mask_into_bias(self_mask, bias), None
     prefixes = hooks.stack_prefixes('decoder', cfg, cfg.num_decoder_layers)
     # `deterministic` and `decode` (arguments 6 and 7) are Python bools; a
     # decoding step has no backward pass to save memory for.
@@ -336,7 +353,9 @@ class Transformer(nn.Module):
     """Logits `[B, U, V]` for decoder tokens given the encoder output.
 
     The prompt length is `encoded`'s length minus the input's; prompt positions
-    are always visible to cross-attention.
+    are always visible to cross-attention. `encoded` and
+    `encoder_input_tokens` may have B/G rows for B decoder rows: each
+    encoding then serves G consecutive decoder rows (see `Decoder`).
     """
     prompt_length = encoded.shape[1] - encoder_input_tokens.shape[1]
     encoder_valid = prompts.input_mask(encoder_input_tokens, prompt_length)

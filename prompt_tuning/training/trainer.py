@@ -135,6 +135,25 @@ def train_step(model: models.EncoderDecoderModel,
   return trainable, opt_state, metrics
 
 
+# jax's PRNG implementations the dropout keys may use (`dropout_rng_impl`).
+DROPOUT_RNG_IMPLS = ('threefry2x32', 'rbg', 'unsafe_rbg')
+
+
+def dropout_root_key(seed: int, impl: str = 'threefry2x32') -> jax.Array:
+  """The run's dropout root key; step keys are `fold_in(root, step)`.
+
+  'threefry2x32' (jax's default) gives the raw key the trainer always used;
+  'rbg' and 'unsafe_rbg' give typed keys of that implementation (t5x's
+  `use_hardware_rng` idea): cheaper masks, other bits.
+  """
+  if impl not in DROPOUT_RNG_IMPLS:
+    raise ValueError(f'dropout_rng_impl is {impl!r}; expected one of '
+                     f'{list(DROPOUT_RNG_IMPLS)}')
+  if impl == 'threefry2x32':
+    return jax.random.split(jax.random.PRNGKey(seed))[1]
+  return jax.random.split(jax.random.key(seed, impl=impl))[1]
+
+
 class TraceCounter:
   """Counts calls; given to a function jit traces, it counts compilations.
 
@@ -344,6 +363,7 @@ def train(*,
           logical_axis_rules: Optional[partitioning.LogicalAxisRules] = None,
           seed: int = 0,
           use_dropout: bool = True,
+          dropout_rng_impl: str = 'threefry2x32',
           log_period: int = 50,
           checkpoint_period: int = 1000,
           keep_checkpoints: int = 2,
@@ -382,6 +402,8 @@ def train(*,
     logical_axis_rules: default `partitioning.standard_logical_axis_rules()`.
     seed: data order, initialisation and dropout.
     use_dropout: dropout as configured in the model (paper: 0.1).
+    dropout_rng_impl: the dropout keys' PRNG, of `DROPOUT_RNG_IMPLS`
+      (`dropout_root_key`; docs/model.md says what each reproduces).
     log_period: steps between progress lines and train summaries.
     checkpoint_period: steps between train-state checkpoints and `.npy` saves.
     keep_checkpoints: train-state checkpoints kept (two or more: an
@@ -419,6 +441,8 @@ def train(*,
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   optimizer = optimizer or adafactor()
+  # First: a bad dropout_rng_impl fails before anything is written.
+  dropout_root = dropout_root_key(seed, dropout_rng_impl)
   vocabulary = vocabulary or model.output_vocabulary
   os.makedirs(model_dir, exist_ok=True)
   is_chief = jax.process_index() == 0
@@ -478,7 +502,6 @@ def train(*,
   data_iterator = iter(dataset)
   data_checkpoint = tf.train.Checkpoint(iterator=data_iterator)
 
-  dropout_root = jax.random.split(jax.random.PRNGKey(seed))[1]
 
   # The optimizer state exists for the trainable part only.
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
