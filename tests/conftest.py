@@ -5,6 +5,7 @@ import re
 import shlex
 import subprocess
 import sys
+import typing
 
 import pytest
 
@@ -107,9 +108,15 @@ def readme_main_job(model_dir):
           for a in args]
 
 
+class MainJob(typing.NamedTuple):
+  model_dir: pathlib.Path
+  stdout: str
+  stderr: str
+
+
 @pytest.fixture(scope='session')
 def main_job(tmp_path_factory):
-  """The README's main job, run once per test worker: (MODEL_DIR, stdout).
+  """The README's main job, run once per test worker: a `MainJob`.
 
   Its tests carry `pytest.mark.xdist_group('main_job')` so that they share
   one worker and so one run.
@@ -118,4 +125,4 @@ def main_job(tmp_path_factory):
   result = subprocess.run(readme_main_job(model_dir), capture_output=True,
                           text=True, timeout=900, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
-  return model_dir, result.stdout
+  return MainJob(model_dir, result.stdout, result.stderr)

@@ -157,17 +157,3 @@ def test_train_setup_mistakes_end_with_one_error_line(tmp_path):
   # Nothing left for a later run: no run directory, the file untouched.
   assert not run.exists() and afile.read_text() == 'x'
   assert not os.path.exists(unwritable)
-
-
-@pytest.mark.slow
-def test_main_job_is_quiet_by_default(tmp_path):
-  run = tmp_path / 'run'
-  code, out, err = _train(tmp_path, f"--gin.MODEL_DIR='{run}'",
-                          '--gin.TRAIN_STEPS=2')
-  assert code == 0, err[-3000:]
-  lines = (out + err).splitlines()
-  assert len(lines) <= 40, '\n'.join(lines)
-  assert not [line for line in lines if 'cuInit' in line or 'oneDNN' in line]
-  # The operative config is in the run directory, not on the screen.
-  config = (run / 'config.gin').read_text()
-  assert 'trainer.train' in config and 'trainer.train' not in out + err

@@ -18,6 +18,9 @@ import pytest
 
 from prompt_tuning.model import decoding
 
+# XLA's optimisations off: see conftest.fast_compiles.
+pytestmark = pytest.mark.usefixtures('fast_compiles')
+
 EOS = 1
 
 

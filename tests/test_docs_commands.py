@@ -366,7 +366,7 @@ def _main_job_figure():
 @pytest.mark.xdist_group('main_job')
 def test_main_job_reaches_the_pages_accuracy(main_job):  # pylint: disable=redefined-outer-name
   assert _one(r'python -m prompt_tuning\.train --gin_file=corpus/.*')
-  model_dir, _ = main_job
+  model_dir = main_job.model_dir
   best = json.loads((model_dir / 'best_prompt.json').read_text())
   assert best['metrics']['corpus_topic_n32']['accuracy'] == _main_job_figure()
 
@@ -375,7 +375,7 @@ def test_main_job_reaches_the_pages_accuracy(main_job):  # pylint: disable=redef
 @pytest.mark.xdist_group('main_job')
 def test_follow_up_commands_on_the_main_job(main_job, tmp_path):  # pylint: disable=redefined-outer-name
   """The pages' eval, infer and interpret commands, on the main job's run."""
-  model_dir, _ = main_job
+  model_dir = main_job.model_dir
   figure = _main_job_figure()
   for command in _commands('main_job'):
     if 'prompt_tuning.train' in command.text:

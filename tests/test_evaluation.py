@@ -25,6 +25,9 @@ from prompt_tuning.training import predict
 from prompt_tuning.tasks import metrics
 from prompt_tuning.tasks import postprocessors
 
+# XLA's optimisations off: see conftest.fast_compiles.
+pytestmark = pytest.mark.usefixtures('fast_compiles')
+
 VOCAB = seqio.ByteVocabulary()
 LENGTHS = {'inputs': 8, 'targets': 12}
 LABELS = ('negative', 'positive', 'other')

@@ -38,7 +38,7 @@ def _printed_accuracy(stdout, heading):
 @pytest.mark.slow
 @pytest.mark.xdist_group('main_job')
 def test_main_job_beats_zero_shot_untrained_prompt_and_chance(main_job):
-  model_dir, stdout = main_job
+  model_dir, stdout = main_job.model_dir, main_job.stdout
   zero_shot = _printed_accuracy(
       stdout, 'zero-shot (the frozen model without a prompt)')
   untrained = _printed_accuracy(stdout, 'validation at step 0')
@@ -57,8 +57,22 @@ def test_main_job_beats_zero_shot_untrained_prompt_and_chance(main_job):
 
 @pytest.mark.slow
 @pytest.mark.xdist_group('main_job')
+def test_main_job_is_quiet_by_default(main_job):
+  """What it prints is the progress and the results: no library start-up
+  noise, and the operative config goes to the run directory, not the
+  screen."""
+  lines = (main_job.stdout + main_job.stderr).splitlines()
+  assert len(lines) <= 50, '\n'.join(lines)
+  assert not [line for line in lines if 'cuInit' in line or 'oneDNN' in line]
+  config = (main_job.model_dir / 'config.gin').read_text()
+  assert 'trainer.train' in config
+  assert 'trainer.train' not in main_job.stdout + main_job.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group('main_job')
 def test_eval_reproduces_the_logged_metric(main_job, tmp_path):
-  model_dir, _ = main_job
+  model_dir = main_job.model_dir
   best = json.loads((model_dir / 'best_prompt.json').read_text())
   result = _run([sys.executable, '-m', 'prompt_tuning.eval',
                  '--gin_file=corpus/prompt_eval.gin',
@@ -73,7 +87,7 @@ def test_eval_reproduces_the_logged_metric(main_job, tmp_path):
 @pytest.mark.slow
 @pytest.mark.xdist_group('main_job')
 def test_infer_writes_one_prediction_per_input(main_job, tmp_path):
-  model_dir, _ = main_job
+  model_dir = main_job.model_dir
   output = tmp_path / 'predictions.jsonl'
   _run([sys.executable, '-m', 'prompt_tuning.infer',
         '--gin_file=corpus/prompt_infer.gin',
@@ -159,7 +173,7 @@ HAND_WRITTEN_REVIEWS = {
 @pytest.mark.xdist_group('main_job')
 def test_infer_on_hand_written_reviews_predicts_their_topics(main_job,
                                                              tmp_path):
-  model_dir, _ = main_job
+  model_dir = main_job.model_dir
   reviews = tmp_path / 'reviews.txt'
   reviews.write_text(''.join(r + '\n' for r in HAND_WRITTEN_REVIEWS))
   result = _run([sys.executable, '-m', 'prompt_tuning.infer',

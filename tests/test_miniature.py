@@ -11,6 +11,9 @@ from prompt_tuning.checkpoints import embedded
 from prompt_tuning.cli import config_check
 from prompt_tuning.experiments import miniature
 
+# XLA's optimisations off: see conftest.fast_compiles.
+pytestmark = pytest.mark.usefixtures('fast_compiles')
+
 
 def _unique(plan):
   return list(dict.fromkeys(r for runs in miniature.plan_runs(plan).values()

@@ -7,6 +7,9 @@ import pytest
 from prompt_tuning.model import models
 from prompt_tuning.model import t5
 
+# XLA's optimisations off: see conftest.fast_compiles.
+pytestmark = pytest.mark.usefixtures('fast_compiles')
+
 ENC = np.array([[3, 4, 5, 6, 1, 0], [7, 8, 1, 0, 0, 0]], np.int32)
 TGT = np.array([[9, 10, 11, 1], [12, 1, 0, 0]], np.int32)
 BATCH = {

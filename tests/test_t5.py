@@ -9,6 +9,9 @@ import pytest
 
 from prompt_tuning.model import t5
 
+# XLA's optimisations off: see conftest.fast_compiles.
+pytestmark = pytest.mark.usefixtures('fast_compiles')
+
 # Table 4 of the paper: total parameters with a 100-token prompt.
 PAPER_TOTAL_PARAMS = {
     'small': 77_012_352,

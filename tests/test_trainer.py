@@ -20,6 +20,9 @@ from prompt_tuning.tasks import offline
 from prompt_tuning.training import setup as setup_lib
 from prompt_tuning.training import trainer
 
+# XLA's optimisations off: see conftest.fast_compiles.
+pytestmark = pytest.mark.usefixtures('fast_compiles')
+
 TASK = 'taskless_offline_topic'
 LENGTHS = {'inputs': 16, 'targets': 4}
 
