@@ -7,11 +7,17 @@ files in tests/data that let the parity tests run without torch:
     python tests/hf_reference.py [--reference_dir ../shared/reference]
 """
 import argparse
+import importlib.util
 import os
 import pathlib
 import tempfile
 
 import numpy as np
+
+# Whether the real clients are installed (the `hf` extra), for skip marks.
+HAVE_PEFT = all(importlib.util.find_spec(m)
+                for m in ('torch', 'transformers', 'peft'))
+NEEDS_PEFT = 'needs torch, transformers and peft (pip install -e ".[hf]")'
 
 DATA_DIR = pathlib.Path(__file__).parent / 'data'
 TINY_WEIGHTS = DATA_DIR / 'hf_t5_tiny.safetensors'

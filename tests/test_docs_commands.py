@@ -402,10 +402,15 @@ def test_follow_up_commands_on_the_main_job(main_job, tmp_path):  # pylint: disa
       page = (REPO / command.path).read_text().splitlines()
       stated = re.search(r'predictions: (.*)$', page[command.line]).group(1)
       output = re.search(r'--input_file=(\S+)\.txt', text).group(1)
-      lines = [json.loads(l) for l in pathlib.Path(
-          output + '.predictions.jsonl').read_text().splitlines()]
+      written = pathlib.Path(output + '.predictions.jsonl')
+      lines = [json.loads(l) for l in written.read_text().splitlines()]
       assert [l['prediction'] for l in lines] == stated.split(), (
           command.where(), lines)
+      inputs = pathlib.Path(output + '.txt').read_text().splitlines()
+      assert [(l['line'], l['input']) for l in lines] == list(
+          enumerate(inputs, start=1))
+      assert result.stdout.strip().splitlines()[-1] == (
+          f'wrote {len(inputs)} lines to {written}')
     elif 'prompt_tuning.infer' in text:
       output = re.search(r'(?:INFER_OUTPUT_FILE="\'|--output_file=)([^\'" ]+)',
                          text).group(1)

@@ -151,38 +151,3 @@ def test_bad_input_exits_non_zero_naming_the_cause(tmp_path, override,
   assert result.returncode != 0
   assert message in result.stderr
   assert not (tmp_path / 'numpy_checkpoints').exists()
-
-
-# Hand-written reviews in the corpus's style, by people who are not among its
-# authors, with their topics.
-HAND_WRITTEN_REVIEWS = {
-    'Maria went to the bistro on Saturday. The soup was very tasty and the '
-    'dessert was truly wonderful. Maria would gladly go back.': 'food.',
-    'Last Friday, Tom visited the concert hall. The drummer was rather dull '
-    'and the melody seemed terrible. Tom cannot recommend it to anyone.':
-        'music.',
-    'On Tuesday Lena spent the afternoon at the museum. Lena looked at the '
-    'experiment and found it really fascinating. The speaker was quite '
-    'pleasant.': 'science.',
-    'Sam finally tried the race track on Sunday. The team played a splendid '
-    'game and the crowd was delightful.': 'sports.',
-}
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group('main_job')
-def test_infer_on_hand_written_reviews_predicts_their_topics(main_job,
-                                                             tmp_path):
-  model_dir = main_job.model_dir
-  reviews = tmp_path / 'reviews.txt'
-  reviews.write_text(''.join(r + '\n' for r in HAND_WRITTEN_REVIEWS))
-  result = _run([sys.executable, '-m', 'prompt_tuning.infer',
-                 f'--model_dir={model_dir}', f'--input_file={reviews}'])
-  output = tmp_path / 'reviews.predictions.jsonl'
-  assert result.stdout.strip().splitlines()[-1] == (
-      f'wrote {len(HAND_WRITTEN_REVIEWS)} lines to {output}')
-  lines = [json.loads(l) for l in output.read_text().splitlines()]
-  assert [(l['line'], l['input']) for l in lines] == list(
-      enumerate(HAND_WRITTEN_REVIEWS, start=1))
-  assert [l['prediction'] for l in lines] == list(
-      HAND_WRITTEN_REVIEWS.values())

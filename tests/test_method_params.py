@@ -63,6 +63,21 @@ def test_method_rows_match_closed_forms_at_small(name, closed_form):
   assert row.frozen_model == costs.count_parameters(config)
 
 
+@pytest.mark.parametrize('name', sorted(presets_lib.PRESETS))
+def test_counts_from_one_and_two_layers_equal_the_whole_tree(tiny_config,
+                                                             name):
+  """`count` extends 1- and 2-layer counts to the depth; every preset must
+  give what counting its whole tree gives."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  config = dataclasses.replace(tiny_config, num_encoder_layers=4,
+                               num_decoder_layers=3)
+  preset = presets_lib.PRESETS[name]
+  row = parameter_counts.count(config, preset, 5)
+  trainable, frozen = parameter_counts.count_tree(config, preset, 5)
+  assert (row.trainable, row.frozen_model) == (trainable, frozen)
+  assert row.trainable > 0
+
+
 def test_command_writes_the_table_and_figure(tmp_path, capsys):
   assert _main(method_params, [f'--output_dir={tmp_path}', '--sizes=small',
                                '--methods=prompt_tuning,lora',

@@ -1,5 +1,4 @@
 """Prompts to and from HF PEFT's prompt-tuning adapter format."""
-import importlib.util
 import json
 import os
 import pathlib
@@ -18,11 +17,8 @@ from prompt_tuning.interop import peft as peft_adapters
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import hf_reference  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-HAVE_PEFT = all(importlib.util.find_spec(m)
-                for m in ('torch', 'transformers', 'peft'))
-needs_peft = pytest.mark.skipif(
-    not HAVE_PEFT, reason='needs torch, transformers and peft '
-    '(pip install -e ".[hf]")')
+needs_peft = pytest.mark.skipif(not hf_reference.HAVE_PEFT,
+                                reason=hf_reference.NEEDS_PEFT)
 
 
 def _prompt(shape=(5, 13), dtype=np.float32, seed=0):

@@ -4,7 +4,6 @@ The real-client tests load our exports with `peft.PeftModel.from_pretrained`
 on HF's T5 holding our weights, and import adapters PEFT trained; they skip
 without torch, transformers and peft (pip install -e ".[hf]").
 """
-import importlib.util
 import json
 import os
 import pathlib
@@ -27,11 +26,8 @@ from prompt_tuning.utils import trees
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import hf_reference  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-HAVE_PEFT = all(importlib.util.find_spec(m)
-                for m in ('torch', 'transformers', 'peft'))
-needs_peft = pytest.mark.skipif(
-    not HAVE_PEFT, reason='needs torch, transformers and peft '
-    '(pip install -e ".[hf]")')
+needs_peft = pytest.mark.skipif(not hf_reference.HAVE_PEFT,
+                                reason=hf_reference.NEEDS_PEFT)
 
 CONFIG = t5.T5Config(**hf_reference.TINY_CONFIG)
 ENCODER, DECODER = hf_reference.ENCODER_TOKENS, hf_reference.DECODER_INPUTS

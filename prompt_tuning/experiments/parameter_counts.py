@@ -1,8 +1,9 @@
 """Trainable parameters of every method at every T5 size (the paper's
 parameter-usage figure), from the abstract parameter tree: no weights.
 
-Counts come from `jax.eval_shape` of each model's init, the trainable set
-from the method's regexes, exactly as the trainer splits the tree. For
+Counts come from `jax.eval_shape` of each model's init (at one and two
+layers per stack, extended to the depth: `count`), the trainable set from
+the method's regexes, exactly as the trainer splits the tree. For
 reparameterised methods (P-tuning's encoder, prefix tuning's MLP) the count
 is what trains; what is served is smaller (a prompt, plain prefixes).
 `python -m prompt_tuning.method_params` writes the table and figure.
@@ -56,17 +57,37 @@ def preset_parameter_shapes(config: t5.T5Config, preset: presets_lib.Preset,
   return {name: tuple(value.shape) for name, value in flat.items()}
 
 
-def count(config: t5.T5Config, preset: presets_lib.Preset, length: int,
-          size: str = '') -> Count:
-  """The preset's trainable parameters and the frozen model's, at `config`."""
+def count_tree(config: t5.T5Config, preset: presets_lib.Preset, length: int
+               ) -> np.ndarray:
+  """[trainable, frozen model] parameters of the whole tree at `config`."""
   shapes = preset_parameter_shapes(config, preset, length)
   selected = presets_lib.method_param_names(sorted(shapes),
                                         preset.trainable_regexes)
-  return Count(
-      method=preset.name, size=size,
-      trainable=sum(int(np.prod(shapes[n])) for n in selected),
-      frozen_model=sum(int(np.prod(s)) for n, s in shapes.items()
-                       if not presets_lib.is_method_param(n)))
+  return np.array([
+      sum(int(np.prod(shapes[n])) for n in selected),
+      sum(int(np.prod(s)) for n, s in shapes.items()
+          if not presets_lib.is_method_param(n))])
+
+
+def count(config: t5.T5Config, preset: presets_lib.Preset, length: int,
+          size: str = '') -> Count:
+  """The preset's trainable parameters and the frozen model's, at `config`.
+
+  Every encoder layer holds the same parameters, and so does every decoder
+  layer (methods included), so the tree is counted at depths 1+1, 2+1 and
+  1+2 and extended to the config's depth: the same numbers as counting the
+  whole tree (`count_tree`; tests/test_method_params.py checks every preset),
+  without tracing XXL's 48 layers once per method.
+  """
+  def at(encoder: int, decoder: int) -> np.ndarray:
+    return count_tree(dataclasses.replace(
+        config, num_encoder_layers=encoder, num_decoder_layers=decoder),
+                      preset, length)
+  base = at(1, 1)
+  total = (base + (config.num_encoder_layers - 1) * (at(2, 1) - base)
+           + (config.num_decoder_layers - 1) * (at(1, 2) - base))
+  return Count(method=preset.name, size=size, trainable=int(total[0]),
+               frozen_model=int(total[1]))
 
 
 def count_all(presets: Sequence[presets_lib.Preset],

@@ -162,12 +162,12 @@ def unboxed_array(value: Any, caller: str) -> np.ndarray:
   return array
 
 
-def read_config(peft_dir: str) -> Dict[str, Any]:
-  """Reads and checks `adapter_config.json` of a prompt-tuning adapter.
+def read_adapter_config(peft_dir: str) -> Dict[str, Any]:
+  """`adapter_config.json` of any PEFT adapter, as a dict.
 
   Raises:
-    FileNotFoundError: the directory or its config file does not exist.
-    ValueError: not JSON, a required key missing, or not `PROMPT_TUNING`.
+    FileNotFoundError: no such directory or config file.
+    ValueError: not a JSON object, or no `peft_type`.
   """
   peft_dir = os.fspath(peft_dir)
   if not os.path.isdir(peft_dir):
@@ -184,6 +184,21 @@ def read_config(peft_dir: str) -> Dict[str, Any]:
   if not isinstance(config, dict):
     raise ValueError(f'{path} holds a {type(config).__name__}, expected a '
                      'JSON object')
+  if not config.get('peft_type'):
+    raise ValueError(f'{path} has no peft_type; expected a PEFT adapter '
+                     'config')
+  return config
+
+
+def read_config(peft_dir: str) -> Dict[str, Any]:
+  """Reads and checks `adapter_config.json` of a prompt-tuning adapter.
+
+  Raises:
+    FileNotFoundError: the directory or its config file does not exist.
+    ValueError: not JSON, a required key missing, or not `PROMPT_TUNING`.
+  """
+  config = read_adapter_config(peft_dir)
+  path = os.path.join(os.fspath(peft_dir), CONFIG_FILE)
   missing = [key for key in _REQUIRED if config.get(key) is None]
   if missing:
     raise ValueError(f'{path} has no {missing}; a prompt-tuning adapter config '

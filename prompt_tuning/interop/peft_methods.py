@@ -313,30 +313,6 @@ def export_ia3(params: Any, ia3: methods_lib.IA3, model_config: Any,
 # ----------------------------------------------------------------------------
 
 
-def read_adapter_config(peft_dir: str) -> Dict[str, Any]:
-  """`adapter_config.json` of any PEFT adapter, as a dict.
-
-  Raises:
-    FileNotFoundError: no such directory or config file.
-    ValueError: not a JSON object, or no `peft_type`.
-  """
-  path = os.path.join(os.fspath(peft_dir), CONFIG_FILE)
-  if not os.path.isdir(os.fspath(peft_dir)):
-    raise FileNotFoundError(f'PEFT adapter directory {peft_dir} does not exist')
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'{path} does not exist (a PEFT adapter directory '
-                            f'holds {CONFIG_FILE} and {WEIGHTS_FILE})')
-  try:
-    with open(path) as f:
-      config = json.load(f)
-  except json.JSONDecodeError as e:
-    raise ValueError(f'{path} is not valid JSON: {e}') from e
-  if not isinstance(config, dict) or not config.get('peft_type'):
-    raise ValueError(f'{path} has no peft_type; expected a PEFT adapter '
-                     'config')
-  return config
-
-
 def _read_tensors(peft_dir: str) -> Dict[str, np.ndarray]:
   path = os.path.join(os.fspath(peft_dir), WEIGHTS_FILE)
   if not os.path.exists(path):
@@ -409,7 +385,7 @@ def targets_regex(paths: Sequence[str],
 def _adapter(peft_dir: str, peft_type: str
              ) -> Tuple[Dict[str, Any], Dict[str, np.ndarray], str]:
   """(config, tensors, weights path) of an adapter of `peft_type`."""
-  config = read_adapter_config(peft_dir)
+  config = peft_prompts.read_adapter_config(peft_dir)
   where = os.path.join(os.fspath(peft_dir), WEIGHTS_FILE)
   if config['peft_type'] != peft_type:
     raise ValueError(f'{where}: peft_type {config["peft_type"]!r}, expected '

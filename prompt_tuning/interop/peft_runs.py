@@ -145,7 +145,7 @@ def import_adapter(peft_dir: str, model_config: Optional[Any] = None
     ValueError: another adapter type, options our method cannot run, or
       shapes that do not fit the model (naming both sides).
   """
-  peft_type = peft_methods.read_adapter_config(peft_dir)['peft_type']
+  peft_type = peft_prompts.read_adapter_config(peft_dir)['peft_type']
   where = os.path.join(os.fspath(peft_dir), peft_methods.WEIGHTS_FILE)
   if peft_type == PROMPT_TUNING:
     prompt = peft_prompts.import_peft(peft_dir)
