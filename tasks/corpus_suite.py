@@ -212,6 +212,18 @@ def _insert(sentences: List[str], sentence: str, rng: random.Random) -> None:
   sentences.insert(rng.randint(1, max(1, len(sentences) - 1)), sentence)
 
 
+def _sentences_with_companion(
+    facts: _Facts, needs_companion: bool, rng: random.Random
+) -> Tuple[List[str], Optional[str]]:
+  """The review's sentences and its companion, one added (a sentence in the
+  corpus's words) where the example needs one and the review has none."""
+  sentences, friend = list(facts.sentences), facts.friend
+  if needs_companion and friend is None:
+    friend = rng.choice(corpus.COMPANIONS)
+    _insert(sentences, COMPANION_SENTENCE.format(friend=friend), rng)
+  return sentences, friend
+
+
 def _other(rng: random.Random, values: Sequence[str], *used: str) -> str:
   return rng.choice([v for v in values if v not in used])
 
@@ -256,11 +268,7 @@ Example = Dict[str, object]
 def _qa(document: corpus.Document, qtype: str, knobs: Knobs,
         rng: random.Random) -> Example:
   facts = _facts(document)
-  sentences = list(facts.sentences)
-  friend = facts.friend
-  if qtype == 'who' and friend is None:
-    friend = rng.choice(corpus.COMPANIONS)
-    _insert(sentences, COMPANION_SENTENCE.format(friend=friend), rng)
+  sentences, friend = _sentences_with_companion(facts, qtype == 'who', rng)
   people, places, days = [friend], [facts.place], [facts.day]
   for _ in range(knobs.qa_distractors):
     sentence, person, place, day = _distractor(rng, document.topic, people,
@@ -318,11 +326,8 @@ def _negation(document: corpus.Document, knobs: Knobs,
 def _claim(document: corpus.Document, label: str, ctype: str, knobs: Knobs,
            rng: random.Random) -> Example:
   facts = _facts(document)
-  sentences = list(facts.sentences)
-  friend = facts.friend
-  if ctype == 'companion' and friend is None:
-    friend = rng.choice(corpus.COMPANIONS)
-    _insert(sentences, COMPANION_SENTENCE.format(friend=friend), rng)
+  sentences, friend = _sentences_with_companion(facts, ctype == 'companion',
+                                                rng)
   distractor = None
   if rng.random() < knobs.claim_distractor_rate:
     sentence, *distractor = _distractor(rng, document.topic, [friend],
