@@ -181,24 +181,11 @@ def register(prefix: str = MIXTURE,
         postprocess_fn = postprocessors.string_label_to_class_id(
             TARGETS[task])
         metric_fns = [metrics.accuracy]
-      seqio.TaskRegistry.add(
+      corpus_tasks.add_downstream_task(
           name,
-          source=seqio.FunctionDataSource(
-              functools.partial(_suite_fn, task=task, train_size=size,
-                                knobs=knobs, name=name),
-              splits=tuple(corpus_tasks.SPLITS),
-              num_input_examples={'train': size,
-                                  'validation': corpus_tasks.EVAL_SIZE,
-                                  'test': corpus_tasks.EVAL_SIZE}),
-          preprocessors=[
-              seqio.preprocessors.tokenize,
-              seqio.CacheDatasetPlaceholder(),
-              seqio.preprocessors.append_eos_after_trim,
-          ],
-          output_features=features,
-          postprocess_fn=postprocess_fn,
-          metric_fns=metric_fns)
-      lm.add_sentinel_variant(name)
+          functools.partial(_suite_fn, task=task, train_size=size,
+                            knobs=knobs, name=name),
+          size, features, postprocess_fn, metric_fns)
     mixtures.append(mixture_name(train_size, prefix))
     seqio.MixtureRegistry.add(
         mixtures[-1],

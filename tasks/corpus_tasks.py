@@ -48,7 +48,7 @@ strings, so they use `TARGETS[task]`, the '.'-suffixed form the tasks emit.
 """
 import functools
 import types
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import seqio
 import tensorflow as tf
@@ -168,6 +168,31 @@ def output_features() -> Dict[str, seqio.Feature]:
   }
 
 
+def add_downstream_task(name: str, examples_fn: Callable[..., tf.data.Dataset],
+                        train_size: int, features: Mapping[str, seqio.Feature],
+                        postprocess_fn: Callable[..., Any],
+                        metric_fns: Sequence[Callable[..., Any]]) -> None:
+  """Registers a downstream task on the corpus and its + sentinel variant:
+  `examples_fn` (a `FunctionDataSource` function) gives `train_size`
+  training and `EVAL_SIZE` validation and test examples, tokenized with
+  `features` and nothing else done to them."""
+  seqio.TaskRegistry.add(
+      name,
+      source=seqio.FunctionDataSource(
+          examples_fn, splits=tuple(SPLITS),
+          num_input_examples={'train': train_size, 'validation': EVAL_SIZE,
+                              'test': EVAL_SIZE}),
+      preprocessors=[
+          seqio.preprocessors.tokenize,
+          seqio.CacheDatasetPlaceholder(),
+          seqio.preprocessors.append_eos_after_trim,
+      ],
+      output_features=features,
+      postprocess_fn=postprocess_fn,
+      metric_fns=list(metric_fns))
+  lm.add_sentinel_variant(name)
+
+
 def _register() -> None:
   """Registers both pretraining tasks and every downstream task."""
   features = output_features()
@@ -191,23 +216,11 @@ def _register() -> None:
   for task in corpus.DOWNSTREAM_TASKS:
     for train_size in TRAIN_SIZES + (None,):
       size = DEFAULT_TRAIN_SIZE if train_size is None else train_size
-      seqio.TaskRegistry.add(
+      add_downstream_task(
           task_name(task, train_size),
-          source=seqio.FunctionDataSource(
-              functools.partial(_downstream_fn, task=task, train_size=size),
-              splits=tuple(SPLITS),
-              num_input_examples={'train': size, 'validation': EVAL_SIZE,
-                                  'test': EVAL_SIZE}),
-          preprocessors=[
-              seqio.preprocessors.tokenize,
-              seqio.CacheDatasetPlaceholder(),
-              seqio.preprocessors.append_eos_after_trim,
-          ],
-          output_features=features,
-          postprocess_fn=postprocessors.string_label_to_class_id(
-              TARGETS[task]),
-          metric_fns=[metrics.accuracy])
-      lm.add_sentinel_variant(task_name(task, train_size))
-
+          functools.partial(_downstream_fn, task=task, train_size=size),
+          size, features,
+          postprocessors.string_label_to_class_id(TARGETS[task]),
+          [metrics.accuracy])
 
 _register()
