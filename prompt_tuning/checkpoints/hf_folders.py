@@ -29,7 +29,6 @@ from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
                     Set, Tuple, Union)
 
 from absl import logging
-from flax import serialization
 import jax
 import numpy as np
 import safetensors
@@ -295,12 +294,7 @@ def _read_torch(file: str, names: Optional[Set[str]] = None
 def _read_flax(file: str) -> Dict[str, np.ndarray]:
   """HF Flax's `flax_model.msgpack` -> tensors by HF PyTorch name."""
   _require_file(file, 'HF Flax weights file')
-  raw = files.read_bytes(file)
-  try:
-    tree = serialization.msgpack_restore(raw)
-  except Exception as e:  # msgpack raises several types for bad input.
-    raise ValueError(f'{file}: cannot parse the msgpack file ({len(raw)} '
-                     f'bytes; truncated or corrupt?): {e}') from e
+  tree = t5x.parse_msgpack_file(file, 'msgpack file')
   if not isinstance(tree, Mapping):
     raise ValueError(f'{file}: expected a tree of parameters, got '
                      f'{type(tree).__name__}')

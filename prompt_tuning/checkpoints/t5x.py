@@ -199,6 +199,20 @@ def _locate(path: PathLike) -> Tuple[str, str]:
   return path, file
 
 
+def parse_msgpack_file(file: str, what: str) -> Any:
+  """The tree in a flax msgpack file (t5x's, HF Flax's).
+
+  Raises:
+    ValueError: the file does not parse, naming it, `what` it is and its size.
+  """
+  raw = files.read_bytes(file)
+  try:
+    return serialization.msgpack_restore(raw)
+  except Exception as e:  # msgpack raises several types for bad input.
+    raise ValueError(f'{file}: cannot parse the {what} ({len(raw)} bytes; '
+                     f'truncated or corrupt?): {e}') from e
+
+
 def _read_msgpack(path: PathLike) -> Tuple[str, Dict[str, Any]]:
   """Reads a checkpoint's msgpack file.
 
@@ -207,12 +221,7 @@ def _read_msgpack(path: PathLike) -> Tuple[str, Dict[str, Any]]:
     for the parameters under `optimizer/target`.
   """
   checkpoint_dir, file = _locate(path)
-  raw = files.read_bytes(file)
-  try:
-    contents = serialization.msgpack_restore(raw)
-  except Exception as e:  # msgpack raises several types for bad input.
-    raise ValueError(f'{file}: cannot parse the t5x msgpack file ({len(raw)} '
-                     f'bytes; truncated or corrupt?): {e}') from e
+  contents = parse_msgpack_file(file, 't5x msgpack file')
   if (not isinstance(contents, Mapping) or
       not isinstance(contents.get('optimizer'), Mapping) or
       not isinstance(contents['optimizer'].get('target'), Mapping)):
