@@ -57,7 +57,18 @@ INSTALL_HINT = 'pip install -e ".[hf]"'
 
 _HF_EMBED_ALIASES = ('encoder.embed_tokens.weight',
                      'decoder.embed_tokens.weight')
-_HF_ATTENTION = (('q', 'query'), ('k', 'key'), ('v', 'value'), ('o', 'out'))
+# HF T5's block layout: (stack, our sublayer) -> (HF `layer.<index>`, HF
+# module, our layer norm before it), and our attention projections' HF names.
+HF_SUBLAYERS = {
+    ('encoder', 'attention'): (0, 'SelfAttention', 'pre_attention_layer_norm'),
+    ('encoder', 'mlp'): (1, 'DenseReluDense', 'pre_mlp_layer_norm'),
+    ('decoder', 'self_attention'): (0, 'SelfAttention',
+                                    'pre_self_attention_layer_norm'),
+    ('decoder', 'encoder_decoder_attention'): (
+        1, 'EncDecAttention', 'pre_cross_attention_layer_norm'),
+    ('decoder', 'mlp'): (2, 'DenseReluDense', 'pre_mlp_layer_norm'),
+}
+HF_ATTENTION = {'query': 'q', 'key': 'k', 'value': 'v', 'out': 'o'}
 _HF_MLP = ('wi_0', 'wi_1', 'wo')
 
 
@@ -78,22 +89,14 @@ def _hf_table(num_encoder_layers: int, num_decoder_layers: int,
     table.append((f'{stack}.block.0.layer.0.SelfAttention.'
                   'relative_attention_bias.weight',
                   f'{stack}/relpos_bias/rel_embedding', True))
-  # (stack, HF sublayer index, HF module, our module, our layer norm)
-  sublayers = [('encoder', 0, 'SelfAttention', 'attention',
-                'pre_attention_layer_norm'),
-               ('encoder', 1, 'DenseReluDense', 'mlp', 'pre_mlp_layer_norm'),
-               ('decoder', 0, 'SelfAttention', 'self_attention',
-                'pre_self_attention_layer_norm'),
-               ('decoder', 1, 'EncDecAttention', 'encoder_decoder_attention',
-                'pre_cross_attention_layer_norm'),
-               ('decoder', 2, 'DenseReluDense', 'mlp', 'pre_mlp_layer_norm')]
   counts = {'encoder': num_encoder_layers, 'decoder': num_decoder_layers}
-  for stack, sub, hf_module, module, norm in sublayers:
+  for (stack, module), (sub, hf_module, norm) in HF_SUBLAYERS.items():
     for i in range(counts[stack]):
       hf = f'{stack}.block.{i}.layer.{sub}'
       ours = f'{stack}/layers_{i}'
       table.append((f'{hf}.layer_norm.weight', f'{ours}/{norm}/scale', False))
-      pairs = (_HF_ATTENTION if module != 'mlp' else [(m, m) for m in _HF_MLP])
+      pairs = ([(m, m) for m in _HF_MLP] if module == 'mlp' else
+               [(h, o) for o, h in HF_ATTENTION.items()])
       for hf_name, our_name in pairs:
         table.append((f'{hf}.{hf_module}.{hf_name}.weight',
                       f'{ours}/{module}/{our_name}/kernel', True))

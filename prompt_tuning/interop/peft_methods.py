@@ -43,6 +43,7 @@ import numpy as np
 import safetensors.numpy
 
 from prompt_tuning import methods as methods_lib
+from prompt_tuning.checkpoints import hf_folders
 from prompt_tuning.interop import peft as peft_prompts
 from prompt_tuning.utils import files
 from prompt_tuning.utils import trees
@@ -55,15 +56,10 @@ IA3 = 'IA3'
 KEY_PREFIX = 'base_model.model.'
 
 # (stack, our sublayer) <-> HF `layer.<j>.<module>`.
-_SUBLAYERS = {
-    ('encoder', 'attention'): '0.SelfAttention',
-    ('encoder', 'mlp'): '1.DenseReluDense',
-    ('decoder', 'self_attention'): '0.SelfAttention',
-    ('decoder', 'encoder_decoder_attention'): '1.EncDecAttention',
-    ('decoder', 'mlp'): '2.DenseReluDense',
-}
+_SUBLAYERS = {key: f'{index}.{module}' for key, (index, module, _) in
+              hf_folders.HF_SUBLAYERS.items()}
 _HF_SUBLAYERS = {(stack, hf): ours for (stack, ours), hf in _SUBLAYERS.items()}
-_ATTENTION = {'query': 'q', 'key': 'k', 'value': 'v', 'out': 'o'}
+_ATTENTION = hf_folders.HF_ATTENTION
 _MLP = {'wi': 'wi', 'wi_0': 'wi_0', 'wi_1': 'wi_1', 'wo': 'wo'}
 _OUR_PATH = re.compile(r'(encoder|decoder)/layers_(\d+)/(\w+)/(\w+)')
 _HF_MODULE = re.compile(
