@@ -109,7 +109,8 @@ def our_module_path(hf_name: str) -> str:
                    'wi_1, wo of each T5 layer')
 
 
-def _get(config: Any, field: str) -> Any:
+def config_field(config: Any, field: str) -> Any:
+  """A field of a `t5.T5Config` or of its run-record dict."""
   return (config[field] if isinstance(config, Mapping)
           else getattr(config, field))
 
@@ -117,10 +118,11 @@ def _get(config: Any, field: str) -> Any:
 def projection_shapes(model_config: Any) -> Dict[str, Tuple[int, int]]:
   """Every projection of a T5 (`t5.T5Config` or its record dict): module
   path -> kernel shape `[in, out]`."""
-  embed = _get(model_config, 'emb_dim')
-  inner = _get(model_config, 'num_heads') * _get(model_config, 'head_dim')
-  mlp = _get(model_config, 'mlp_dim')
-  activations = _get(model_config, 'mlp_activations')
+  embed = config_field(model_config, 'emb_dim')
+  inner = (config_field(model_config, 'num_heads')
+           * config_field(model_config, 'head_dim'))
+  mlp = config_field(model_config, 'mlp_dim')
+  activations = config_field(model_config, 'mlp_activations')
   wi = ([f'wi_{i}' for i in range(len(activations))]
         if len(activations) > 1 else ['wi'])
   sublayers = {'encoder': ('attention', 'mlp'),
@@ -128,7 +130,7 @@ def projection_shapes(model_config: Any) -> Dict[str, Tuple[int, int]]:
                            'mlp')}
   shapes = {}
   for stack, names in sublayers.items():
-    for layer in range(_get(model_config, f'num_{stack}_layers')):
+    for layer in range(config_field(model_config, f'num_{stack}_layers')):
       for sublayer in names:
         base = f'{stack}/layers_{layer}/{sublayer}'
         if sublayer == 'mlp':
@@ -182,7 +184,8 @@ def _config(peft_type: str, fields: Dict[str, Any],
   return config
 
 
-def _flat(params: Any, caller: str) -> Dict[str, np.ndarray]:
+def flat_arrays(params: Any, caller: str) -> Dict[str, np.ndarray]:
+  """`params` (plain or flax-boxed) as numpy arrays by '/'-joined name."""
   return {n: np.asarray(v) for n, v in
           trees.flatten(peft_prompts.unboxed(params, caller)).items()}
 
@@ -220,7 +223,7 @@ def export_lora(params: Any, lora: methods_lib.LoRA, model_config: Any,
     ValueError: no LoRA parameters, a rank other than `lora.rank`, or
       parameters other than those `lora.targets` selects.
   """
-  flat = _flat(params, 'export_lora')
+  flat = flat_arrays(params, 'export_lora')
   shapes = projection_shapes(model_config)
   expected = sorted(p for p in shapes if re.fullmatch(lora.targets, p))
   found = sorted(n[:-len('/lora_a')] for n in flat if n.endswith('/lora_a'))
@@ -270,7 +273,7 @@ def export_ia3(params: Any, ia3: methods_lib.IA3, model_config: Any,
   Raises:
     ValueError: a vector missing from, or unexpected in, the parameters.
   """
-  flat = _flat(params, 'export_ia3')
+  flat = flat_arrays(params, 'export_ia3')
   points = [('key', 'k', False), ('value', 'v', False)]
   if ia3.mlp:
     points.append(('hidden', 'wo', True))
@@ -369,7 +372,7 @@ def targets_regex(paths: Sequence[str],
   by_layers: Dict[Tuple[str, str, str], List[str]] = {}
   for (stack, sublayer, projection), layers in groups.items():
     every = (model_config is not None and sorted(map(int, layers)) == list(
-        range(_get(model_config, f'num_{stack}_layers'))))
+        range(config_field(model_config, f'num_{stack}_layers'))))
     pattern = r'\d+' if every else (
         '(' + '|'.join(sorted(layers, key=int)) + ')')
     by_layers.setdefault((stack, pattern, sublayer), []).append(projection)
@@ -442,10 +445,11 @@ def import_lora(peft_dir: str, model_config: Optional[Any] = None
                        f'r {rank} (expected [r, in] and [out, r])')
     if model_config is not None:
       if path not in shapes:
+        layers = [config_field(model_config, f'num_{stack}_layers')
+                  for stack in ('encoder', 'decoder')]
         raise ValueError(f'{where}: the adapter modifies {hf_name}, but our '
-                         f'model has no {path} (its layers: '
-                         f'{_get(model_config, "num_encoder_layers")} encoder, '
-                         f'{_get(model_config, "num_decoder_layers")} decoder)')
+                         f'model has no {path} (its layers: {layers[0]} '
+                         f'encoder, {layers[1]} decoder)')
       _check_dims(where, hf_name, path, '[in, out]',
                   (a.shape[1], b.shape[0]), shapes[path])
     params[f'{path}/lora_a'] = np.ascontiguousarray(a.T)

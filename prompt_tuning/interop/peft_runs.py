@@ -42,11 +42,6 @@ WHAT_WE_WRITE = (
     'method_params.safetensors, a t5x checkpoint)')
 
 
-def _flat(params: Any) -> Dict[str, np.ndarray]:
-  return {n: np.asarray(v) for n, v in trees.flatten(
-      peft_prompts.unboxed(params, 'export_trained')).items()}
-
-
 def export_trained(module: Any, trainable_params: Any,
                    trainable_regexes: Sequence[str], out_dir: str, *,
                    base_model_name_or_path: Optional[str] = None,
@@ -71,7 +66,7 @@ def export_trained(module: Any, trainable_params: Any,
     ValueError: a method PEFT cannot express (one line naming it and the
       formats we do write).
   """
-  flat = _flat(trainable_params)
+  flat = peft_methods.flat_arrays(trainable_params, 'export_trained')
   frozen = sorted(n for n in presets.method_param_names(
       list(flat), trainable_regexes) if not presets.is_method_param(n))
   methods = module.methods or methods_lib.Methods()
@@ -149,10 +144,11 @@ def import_adapter(peft_dir: str, model_config: Optional[Any] = None
   where = os.path.join(os.fspath(peft_dir), peft_methods.WEIGHTS_FILE)
   if peft_type == PROMPT_TUNING:
     prompt = peft_prompts.import_peft(peft_dir)
-    if (model_config is not None
-        and prompt.shape[1] != _emb_dim(model_config)):
+    emb_dim = (None if model_config is None else
+               peft_methods.config_field(model_config, 'emb_dim'))
+    if emb_dim is not None and prompt.shape[1] != emb_dim:
       raise ValueError(f'{where}: the prompt has token_dim {prompt.shape[1]} '
-                       f'but our model\'s emb_dim is {_emb_dim(model_config)}')
+                       f'but our model\'s emb_dim is {emb_dim}')
     return Imported(peft_type, None, {}, prompt)
   if peft_type == LORA:
     lora, params = peft_methods.import_lora(peft_dir, model_config)
@@ -162,11 +158,6 @@ def import_adapter(peft_dir: str, model_config: Optional[Any] = None
     return Imported(peft_type, methods_lib.Methods(ia3=ia3), params)
   raise ValueError(f'{where}: peft_type {peft_type!r} has no counterpart '
                    f'here; we read {PROMPT_TUNING}, {LORA} and {IA3} adapters')
-
-
-def _emb_dim(model_config: Any) -> int:
-  return (model_config['emb_dim'] if isinstance(model_config, Mapping)
-          else model_config.emb_dim)
 
 
 def write_imported(imported: Imported, out_dir: str) -> export_lib.Export:
