@@ -344,11 +344,11 @@ def matmul_cases(shapes: Sequence[Tuple[int, int, int]], dtype: str,
   steps' FLOP/s are compared with (`matmul_peak`).
   """
   rng = np.random.default_rng(seed)
+  matmul = jax.jit(jnp.matmul)
   cases = []
   for m, k, n in shapes:
     a = jnp.asarray(rng.normal(size=(m, k)), dtype)
     b = jnp.asarray(rng.normal(size=(k, n)), dtype)
-    matmul = jax.jit(jnp.matmul)
     cases.append(Timed(f'matmul_{m}x{k}x{n}',
                        lambda f=matmul, a=a, b=b: f(a, b),
                        info={'shape': [m, k, n], 'flops': 2.0 * m * k * n}))
