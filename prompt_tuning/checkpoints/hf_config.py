@@ -39,8 +39,6 @@ _GELU_LINEAR = ('gelu', 'linear')
 _MODEL_TYPES = ('t5', 'mt5')
 
 
-
-
 def read_config(path: PathLike) -> Dict[str, Any]:
   """The `config.json` of a model folder (or the file itself), as a dict.
 
@@ -158,27 +156,15 @@ def config_json(shown: Mapping[str, Any],
   Raises:
     ValueError: `model_config` disagrees with the weights' sizes.
   """
-
-  def setting(name, default):
-    return getattr(model_config, name, default)
-
   tied = bool(shown['logits_via_embedding'])
-  config = {
-      'architectures': ['T5ForConditionalGeneration'],
-      'model_type': 't5',
-      'vocab_size': int(shown['vocab_size']),
-      'd_model': int(shown['emb_dim']),
-      'd_kv': int(shown['head_dim']),
-      'd_ff': int(shown['mlp_dim']),
-      'num_heads': int(shown['num_heads']),
-      'num_layers': int(shown['num_encoder_layers']),
-      'num_decoder_layers': int(shown['num_decoder_layers']),
-      'relative_attention_num_buckets': int(
-          shown['relative_attention_num_buckets']),
-      'relative_attention_max_distance': int(
-          setting('relative_attention_max_distance', 128)),
-      'layer_norm_epsilon': float(setting('layer_norm_epsilon', 1e-6)),
-      'dropout_rate': float(setting('dropout_rate', 0.1)),
+  config = {'architectures': ['T5ForConditionalGeneration'],
+            'model_type': 't5'}
+  for key, field, default in _CONFIG_FIELDS:
+    value = (shown[field] if field in shown
+             else getattr(model_config, field, default))
+    config[key] = float(value) if isinstance(default, float) else int(value)
+  config.update({
+      'dropout_rate': float(getattr(model_config, 'dropout_rate', 0.1)),
       'feed_forward_proj': 'gated-gelu',
       'dense_act_fn': 'gelu_new',
       'is_gated_act': True,
@@ -192,7 +178,7 @@ def config_json(shown: Mapping[str, Any],
       'pad_token_id': 0,
       'eos_token_id': 1,
       'use_cache': True,
-  }
+  })
   if model_config is not None:
     check_config(config, model_config, source=CONFIG_FILE)
   return config
