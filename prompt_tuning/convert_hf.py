@@ -37,12 +37,6 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                                flag_values=flag_values)
 
 
-_GIN_FIELDS = ('vocab_size', 'emb_dim', 'num_heads', 'head_dim', 'mlp_dim',
-               'num_encoder_layers', 'num_decoder_layers',
-               'relative_attention_num_buckets',
-               'relative_attention_max_distance', 'layer_norm_epsilon')
-
-
 def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS
          ) -> int:
   """Reads the HF folder, writes the t5x checkpoint, prints the gin."""
@@ -63,7 +57,7 @@ def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS
   if config is not None:
     fields = hf_config.model_fields(config, flag_values.hf_dir)
     print('gin bindings of this model:\n\nt5.T5Config:')
-    for name in _GIN_FIELDS:
+    for name in hf_config.ARCHITECTURE_FIELDS:
       print(f'  {name} = {fields[name]!r}')
     if fields['logits_via_embedding']:
       print('  logits_via_embedding = True')

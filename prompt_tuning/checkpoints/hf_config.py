@@ -33,6 +33,8 @@ _CONFIG_FIELDS = (
      128),
     ('layer_norm_epsilon', 'layer_norm_epsilon', 1e-6),
 )
+# Our config's fields that config.json states, in its order.
+ARCHITECTURE_FIELDS = tuple(field for _, field, _ in _CONFIG_FIELDS)
 # T5 1.1's feed-forward: HF's 'gated-gelu' is gelu_new (tanh) * linear.
 _GATED_GELU = ('gated-gelu', 'gated-gelu_new')
 _GELU_LINEAR = ('gelu', 'linear')
