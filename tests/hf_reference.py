@@ -15,6 +15,8 @@ import tempfile
 import numpy as np
 
 # Whether the real clients are installed (the `hf` extra), for skip marks.
+HAVE_HF = all(importlib.util.find_spec(m) for m in ('torch', 'transformers'))
+NEEDS_HF = 'needs torch and transformers (pip install -e ".[hf]")'
 HAVE_PEFT = all(importlib.util.find_spec(m)
                 for m in ('torch', 'transformers', 'peft'))
 NEEDS_PEFT = 'needs torch, transformers and peft (pip install -e ".[hf]")'

@@ -22,7 +22,6 @@ What each format is checked against:
                                `weight`) with flax.serialization.to_bytes, as
                                its `save_pretrained` did
 """
-import importlib.util
 import json
 import os
 import sys
@@ -48,9 +47,8 @@ from prompt_tuning.utils import trees
 sys.path.insert(0, os.path.dirname(__file__))
 import hf_reference  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-HAVE_HF = all(importlib.util.find_spec(m) for m in ('torch', 'transformers'))
-needs_hf = pytest.mark.skipif(
-    not HAVE_HF, reason='needs torch and transformers (pip install -e ".[hf]")')
+needs_hf = pytest.mark.skipif(not hf_reference.HAVE_HF,
+                              reason=hf_reference.NEEDS_HF)
 TINY = {**hf_reference.TINY_CONFIG, 'dropout_rate': 0.0}
 REAL = hf_reference.DECODER_TARGETS > 0  # padded decoder rows are not compared
 LOGITS_TOLERANCE = 1e-4

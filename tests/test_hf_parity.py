@@ -4,7 +4,6 @@ Golden logits (tests/data, made by tests/hf_reference.py) let this run without
 torch; with torch and transformers installed the comparison also runs live,
 including the tied-embedding variant.
 """
-import importlib.util
 import sys
 
 import numpy as np
@@ -19,7 +18,6 @@ import hf_reference  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
 REAL = hf_reference.DECODER_TARGETS > 0  # padded decoder rows are not compared
-HAVE_HF = all(importlib.util.find_spec(m) for m in ('torch', 'transformers'))
 
 
 def _ours(config_kwargs, params, **overrides):
@@ -43,8 +41,7 @@ def test_hf_golden_reference_checkpoint(reference_path):
   np.testing.assert_allclose(ours[REAL], golden['logits'][REAL], **TOLERANCE)
 
 
-@pytest.mark.skipif(not HAVE_HF, reason='needs torch and transformers '
-                    '(pip install -e ".[hf]")')
+@pytest.mark.skipif(not hf_reference.HAVE_HF, reason=hf_reference.NEEDS_HF)
 @pytest.mark.parametrize('tied', [False, True])
 def test_live_against_hf(tmp_path, tied):
   params = hf_reference.tiny_params(seed=3)
