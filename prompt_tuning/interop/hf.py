@@ -2,8 +2,9 @@
 
 The formats themselves (model folders, safetensors, sharded checkpoints, HF
 Flax msgpack, PyTorch `.bin`; `config.json`) are read and written by
-`prompt_tuning.checkpoints.hf_folders` (and `hf_config`), below the model, so that training can
-start from an HF folder named by `INITIAL_CHECKPOINT_PATH`. This module adds
+`prompt_tuning.checkpoints.hf_folders` (and `hf_config`), below the model,
+so that training can start from an HF folder named by
+`INITIAL_CHECKPOINT_PATH`. This module adds
 what needs our model: `t5.T5Config` from a folder's `config.json`, and the
 entry points under their long-standing names.
 """
