@@ -58,6 +58,7 @@ from prompt_tuning.tasks import lm
 from prompt_tuning.tasks import lm_preprocessors
 from prompt_tuning.tasks import metrics
 from prompt_tuning.tasks import postprocessors
+from prompt_tuning.tasks import utils
 
 PRETRAIN_SIZE = 20_000
 TRAIN_SIZES = (32, 128, 512, 2048)
@@ -182,11 +183,7 @@ def add_downstream_task(name: str, examples_fn: Callable[..., tf.data.Dataset],
           examples_fn, splits=tuple(SPLITS),
           num_input_examples={'train': train_size, 'validation': EVAL_SIZE,
                               'test': EVAL_SIZE}),
-      preprocessors=[
-          seqio.preprocessors.tokenize,
-          seqio.CacheDatasetPlaceholder(),
-          seqio.preprocessors.append_eos_after_trim,
-      ],
+      preprocessors=utils.t5_preprocessors(),
       output_features=features,
       postprocess_fn=postprocess_fn,
       metric_fns=list(metric_fns))
@@ -205,12 +202,7 @@ def _register() -> None:
     seqio.TaskRegistry.add(
         name,
         source=pretrain_source,
-        preprocessors=[
-            seqio.preprocessors.tokenize,
-            seqio.CacheDatasetPlaceholder(),
-            objective,
-            seqio.preprocessors.append_eos_after_trim,
-        ],
+        preprocessors=utils.t5_preprocessors(token_preprocessors=[objective]),
         output_features=features,
         metric_fns=[])
   for task in corpus.DOWNSTREAM_TASKS:

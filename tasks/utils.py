@@ -155,6 +155,17 @@ class FieldCheckedTfdsSource(seqio.TfdsDataSource):
                         fields=self._fields)
 
 
+def t5_preprocessors(
+    text_preprocessors: Sequence[Callable[..., tf.data.Dataset]] = (),
+    token_preprocessors: Sequence[Callable[..., tf.data.Dataset]] = ()
+) -> list:
+  """T5's preprocessing order: `text_preprocessors`, tokenization, the cache
+  placeholder, `token_preprocessors`, then EOS appended after trimming."""
+  return [*text_preprocessors, seqio.preprocessors.tokenize,
+          seqio.CacheDatasetPlaceholder(), *token_preprocessors,
+          seqio.preprocessors.append_eos_after_trim]
+
+
 def add_tfds_task(
     name: str,
     *,
@@ -195,13 +206,7 @@ def add_tfds_task(
   return seqio.TaskRegistry.add(
       name,
       source=source,
-      preprocessors=[
-          *text_preprocessors,
-          seqio.preprocessors.tokenize,
-          seqio.CacheDatasetPlaceholder(),
-          *token_preprocessors,
-          seqio.preprocessors.append_eos_after_trim,
-      ],
+      preprocessors=t5_preprocessors(text_preprocessors, token_preprocessors),
       output_features=output_features,
       postprocess_fn=postprocess_fn,
       metric_fns=list(metric_fns),
