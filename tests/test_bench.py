@@ -4,7 +4,6 @@ bench_train, model.costs, bench_utils) and of the speed options it measures
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 
 import jax
@@ -12,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+
+import commands
 
 from prompt_tuning.model import costs
 from prompt_tuning.benchmarks import torch_cases as bench_torch
@@ -60,7 +61,7 @@ def cli_run(tmp_path_factory):
   """One CLI run of the tiny size, 2 repeats, PEFT included when installed:
   (stdout, --output records of our cases, --markdown_output text)."""
   out = tmp_path_factory.mktemp('bench')
-  result = subprocess.run(
+  result = commands.run(
       [sys.executable, '-m', 'prompt_tuning.bench', '--size=tiny',
        '--repeats=2', '--warmup_steps=1', f'--batch_size={B}',
        f'--input_length={T}', f'--target_length={U}', f'--prompt_length={P}',
@@ -281,7 +282,7 @@ def test_bad_arguments_name_the_flag(kwargs, message):
 
 
 def test_cli_rejects_an_unknown_suite():
-  result = subprocess.run(
+  result = commands.run(
       [sys.executable, '-m', 'prompt_tuning.bench', '--suite=train,fast'],
       capture_output=True, text=True, env=_FAST_ENV, timeout=120, check=False)
   assert result.returncode != 0

@@ -1,12 +1,13 @@
 """Set-up mistakes end a command with one `error:` line, before any work:
 macro typos, a bad MODEL_DIR; the main job is quiet by default."""
 import os
-import subprocess
 import sys
 
 from absl import app
 import gin
 import pytest
+
+import commands
 
 from prompt_tuning.cli import checks
 from prompt_tuning.cli import console
@@ -108,7 +109,7 @@ def test_one_line_joins_lines():
 
 def _train(tmp_path, *args):
   # cwd=tmp_path: a checkout's gin/ folder must not shadow gin-config.
-  proc = subprocess.run(
+  proc = commands.run(
       [sys.executable, '-m', 'prompt_tuning.train',
        '--gin_file=corpus/prompt_tune.gin', *args],
       cwd=tmp_path, capture_output=True, text=True, timeout=600,

@@ -32,6 +32,7 @@ import sys
 
 import pytest
 
+import commands
 import doc_commands
 
 REPO = doc_commands.REPO
@@ -161,7 +162,7 @@ def _run(text, tmp_path, timeout=600, **env):
     words[0] = sys.executable
   elif words[0].startswith('launch/'):
     words = ['bash'] + words
-  return subprocess.run(words, capture_output=True, text=True, cwd=REPO,
+  return commands.run(words, capture_output=True, text=True, cwd=REPO,
                         env={**os.environ, **environment, **env},
                         timeout=timeout, check=False)
 

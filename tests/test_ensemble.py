@@ -7,13 +7,14 @@ one on sentiment) with the trainer's own step; they are deliberately not
 perfect, so their predictions differ and the vote matters.
 """
 import json
-import subprocess
 import sys
 
 import gin
 import jax
 import numpy as np
 import pytest
+
+import commands
 
 from prompt_tuning.benchmarks import ensembles as ensemble_benchmarks
 from prompt_tuning.checkpoints import embedded
@@ -269,7 +270,7 @@ def test_ensemble_command_line_prints_the_report(tmp_path, tuned,
                                                  ensembled):
   result, _ = ensembled
   files = _topic_files(tuned)
-  completed = subprocess.run(
+  completed = commands.run(
       [sys.executable, '-m', 'prompt_tuning.ensemble',
        '--gin_file=embedded/prompt_ensemble.gin',
        f'--gin.PROMPT_FILES={files!r}',

@@ -1,13 +1,14 @@
 """Nearest-neighbour interpretation of prompts and the prompt diagnostics."""
 import json
 import os
-import subprocess
 import sys
 
 from absl import flags
 import jax
 import numpy as np
 import pytest
+
+import commands
 
 from prompt_tuning.checkpoints import embedded
 from prompt_tuning.checkpoints import prompt_files
@@ -227,7 +228,7 @@ def test_cli_writes_table_and_json(tmp_path, embedded_setup, capsys):
 def test_cli_names_a_missing_vocabulary(tmp_path):
   """The program itself (`python -m`): exits non-zero naming the file."""
   np.save(tmp_path / 'prompt.npy', np.ones((2, 128), np.float32))
-  result = subprocess.run(
+  result = commands.run(
       [sys.executable, '-m', 'prompt_tuning.interpret',
        f'--prompt={tmp_path / "prompt.npy"}',
        f'--embedding={embedded.checkpoint_path()}',

@@ -11,6 +11,8 @@ import time
 import numpy as np
 import pytest
 
+import commands
+
 # One worker runs them all, so the uninterrupted run is trained once.
 pytestmark = pytest.mark.xdist_group('interrupts')
 
@@ -28,7 +30,7 @@ def _command(model_dir, steps=STEPS):
 
 
 def _run(args):
-  result = subprocess.run(args, capture_output=True, text=True, timeout=600,
+  result = commands.run(args, capture_output=True, text=True, timeout=600,
                           check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   return result

@@ -20,6 +20,8 @@ import jax
 import optax
 import pytest
 
+import commands
+
 from prompt_tuning.cli import config_check
 from prompt_tuning.training import memory
 from prompt_tuning.model import models
@@ -161,7 +163,7 @@ def test_every_launch_script_dry_run(tmp_path):
   with path.open('a') as f:
     f.write(shlex.join(['--name=bad'] + SMALL_CONFIG +
                        ['--gin.BATCH_SIZE=12', '--num_devices=8']) + '\n')
-  checked = subprocess.run(
+  checked = commands.run(
       [sys.executable, '-m', 'prompt_tuning.dry_run', f'--sweep={path}'],
       capture_output=True, text=True, env=_env(), cwd=REPO, timeout=600,
       check=False)

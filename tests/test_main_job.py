@@ -13,6 +13,8 @@ import time
 import numpy as np
 import pytest
 
+import commands
+
 from prompt_tuning.training import evaluation
 from prompt_tuning.tasks import corpus_tasks
 
@@ -21,7 +23,7 @@ CHANCE = 100.0 / len(corpus_tasks.CORPUS_LABELS['topic'])
 
 
 def _run(args, timeout=600):
-  result = subprocess.run(args, capture_output=True, text=True,
+  result = commands.run(args, capture_output=True, text=True,
                           timeout=timeout, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   return result
@@ -143,7 +145,7 @@ def test_sigkill_then_restart_ends_with_the_uninterrupted_prompt(tmp_path):
 ])
 def test_bad_input_exits_non_zero_naming_the_cause(tmp_path, override,
                                                    message):
-  result = subprocess.run(
+  result = commands.run(
       [sys.executable, '-m', 'prompt_tuning.train',
        '--gin_file=embedded/prompt_tune.gin',
        f"--gin.MODEL_DIR='{tmp_path}'", override],

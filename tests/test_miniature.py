@@ -2,10 +2,11 @@
 import dataclasses
 import json
 import re
-import subprocess
 import sys
 
 import pytest
+
+import commands
 
 from prompt_tuning.checkpoints import embedded
 from prompt_tuning.cli import config_check
@@ -108,7 +109,7 @@ def test_findings_state_the_measured_differences():
 
 @pytest.mark.slow
 def test_bad_flags_exit_non_zero_naming_the_value(tmp_path):
-  result = subprocess.run(
+  result = commands.run(
       [sys.executable, '-m', 'prompt_tuning.miniature',
        f'--output_dir={tmp_path}', '--sizes=tiny,huge'],
       capture_output=True, text=True, timeout=300, check=False)

@@ -2,13 +2,14 @@
 import json
 import os
 import pathlib
-import subprocess
 import sys
 
 import ml_dtypes
 import numpy as np
 import pytest
 import safetensors.numpy
+
+import commands
 
 from prompt_tuning.checkpoints import prompt_files
 from prompt_tuning.interop import hf
@@ -166,7 +167,7 @@ def test_import_missing_files(tmp_path):
 
 
 def _cli(*args):
-  return subprocess.run(
+  return commands.run(
       [sys.executable, '-m', 'prompt_tuning.peft_interop', *args],
       capture_output=True, text=True, check=False, timeout=120,
       env={**os.environ, 'JAX_PLATFORMS': 'cpu'})

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import seqio
 
+import commands
+
 from prompt_tuning.checkpoints import prompt_files
 from prompt_tuning.checkpoints import t5x
 from prompt_tuning.model import prompts
@@ -142,9 +144,8 @@ def test_released_prompts_load_as_base_sized(reference_path, task):
 
 @pytest.mark.slow
 def test_forward_command_on_reference(reference_path):
-  import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
-  result = subprocess.run(
+  result = commands.run(
       [sys.executable, '-m', 'prompt_tuning.forward',
        f'--checkpoint={reference_path(CHECKPOINT)}',
        f'--vocabulary={reference_path("t5_vocab/sentencepiece.model")}',

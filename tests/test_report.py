@@ -3,13 +3,14 @@ import json
 import math
 import os
 import pathlib
-import subprocess
 import sys
 
 import flax
 import jax
 import numpy as np
 import pytest
+
+import commands
 
 from prompt_tuning.experiments import gin_text
 from prompt_tuning.experiments import paper_numbers
@@ -441,11 +442,11 @@ def test_command_line(tmp_path):
   run_dir = make_run(tmp_path, 'r', metrics={'accuracy': 66.0})
   command = [sys.executable, '-m', 'prompt_tuning.report', run_dir,
              f'--output_dir={tmp_path / "out"}', '--nofigures']
-  done = subprocess.run(command, capture_output=True, text=True, check=False)
+  done = commands.run(command, capture_output=True, text=True, check=False)
   assert done.returncode == 0, done.stderr
   assert '| taskless_offline_topic | prompt tuning |' in done.stdout
   assert (tmp_path / 'out' / 'report.md').exists()
-  done = subprocess.run(command[:3] + [str(tmp_path / 'absent')] + command[4:],
+  done = commands.run(command[:3] + [str(tmp_path / 'absent')] + command[4:],
                         capture_output=True, text=True, check=False)
   assert done.returncode != 0
   assert f'run directory {tmp_path / "absent"} does not exist' in done.stderr

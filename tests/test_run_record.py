@@ -7,12 +7,13 @@ command-line checks are a few subprocesses.
 """
 import json
 import os
-import subprocess
 import sys
 
 import gin
 import numpy as np
 import pytest
+
+import commands
 
 from prompt_tuning.checkpoints import run_dir
 from prompt_tuning.checkpoints import t5x
@@ -338,7 +339,7 @@ def test_lora_export_with_other_hyperparameters_is_refused(lora_run, tmp_path,
 
 
 def _command(module, *args, cwd=None):
-  return subprocess.run([sys.executable, '-m', f'prompt_tuning.{module}',
+  return commands.run([sys.executable, '-m', f'prompt_tuning.{module}',
                          *args], capture_output=True, text=True, timeout=600,
                         check=False, cwd=cwd)
 
