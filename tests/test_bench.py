@@ -53,7 +53,9 @@ _FAST_ENV = dict(os.environ, JAX_PLATFORMS='cpu',
 
 
 # XLA's optimisations off: see conftest.fast_compiles.
-pytestmark = pytest.mark.usefixtures('fast_compiles')
+# One worker runs the module, so its module fixtures run once.
+pytestmark = [pytest.mark.usefixtures('fast_compiles'),
+              pytest.mark.xdist_group('bench')]
 
 
 @pytest.fixture(scope='module')

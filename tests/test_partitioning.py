@@ -234,4 +234,4 @@ def sharded_results():
 
 
 test_sharded, test_sharded_check_list_is_complete = (
-    sharded_checks.make_tests(_SHARDED_CHECKS))
+    sharded_checks.make_tests(_SHARDED_CHECKS, 'partitioning'))

@@ -21,7 +21,9 @@ from prompt_tuning.cli import gin_utils
 from prompt_tuning.cli import run_config
 from prompt_tuning.training import run_record
 
-pytestmark = pytest.mark.usefixtures('fast_compiles')
+# One worker runs the module, so its module fixtures run once.
+pytestmark = [pytest.mark.usefixtures('fast_compiles'),
+              pytest.mark.xdist_group('run_record')]
 
 TASK = 'taskless_offline_topic'
 # Two steps, a checkpoint and a 4-example evaluation at each.

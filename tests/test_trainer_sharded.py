@@ -31,6 +31,8 @@ _SHARDED_CHECKS = (
     'check_model_tuning_matches_single_device',
 )
 _TIMEOUT_S = 300
+# One worker runs the module, so its module fixtures run once.
+pytestmark = pytest.mark.xdist_group('trainer_sharded')
 
 
 def _cpu_env():
@@ -53,7 +55,7 @@ def sharded_results(one_process_run):
 
 
 test_sharded, test_sharded_check_list_is_complete = (
-    sharded_checks.make_tests(_SHARDED_CHECKS))
+    sharded_checks.make_tests(_SHARDED_CHECKS, 'trainer_sharded'))
 
 
 # ------------------------------------------ the input pipeline, one per process
