@@ -3,10 +3,10 @@ lines, started from a warm interpreter (`warm_commands.py`) where it can.
 
 A command line runs in a fork of a server when it is `[sys.executable,
 '-m', module, ...]` with no stdin input; there is one server for each set
-of JAX, TensorFlow and Python settings in the environment (those are read
-when the libraries are imported, so a fork could not change them). Anything
-else goes to `subprocess.run` unchanged. Either way the
-caller gets a `subprocess.CompletedProcess`.
+of TensorFlow and Python settings in the environment (read when those are
+imported and started, so a fork could not change them; JAX's own settings
+the server applies to each child). Anything else goes to `subprocess.run`
+unchanged. Either way the caller gets a `subprocess.CompletedProcess`.
 """
 import atexit
 import json
@@ -21,8 +21,9 @@ import time
 from typing import Sequence
 
 _SERVER_SCRIPT = pathlib.Path(__file__).with_name('warm_commands.py')
-# Read at import time by JAX, TensorFlow or Python itself.
-_IMPORT_TIME_PREFIXES = ('JAX_', 'TF_', 'PYTHON', 'XLA_PYTHON')
+# Read when TensorFlow or Python start; a server has one value of each.
+_SERVER_SETTINGS = ('TF_', 'XLA_PYTHON_', 'PYTHONPATH', 'PYTHONHASHSEED',
+                    'PYTHONWARNINGS', 'PYTHONSAFEPATH')
 
 
 class _Server:
@@ -92,18 +93,24 @@ def run(args: Sequence[str], *, cwd=None, env=None, timeout=None,
   kwargs.pop('capture_output', None)
   kwargs.pop('text', None)
   env = dict(os.environ if env is None else env)
+  # A JAX setting the environment drops cannot be unset in a fork.
+  drops_jax_setting = any(k.startswith('JAX_') and k not in env
+                          for k in os.environ)
   warm = (len(args) > 2 and args[0] == sys.executable and args[1] == '-m'
-          and input is None and not kwargs)
+          and input is None and not kwargs and not drops_jax_setting)
   if not warm:
     return subprocess.run(args, cwd=cwd, env=env, timeout=timeout,
                           check=check, input=input, capture_output=True,
                           text=True, **kwargs)
-  # One server for each set of import-time settings.
   settings = frozenset((k, v) for k, v in env.items()
-                       if k.startswith(_IMPORT_TIME_PREFIXES))
+                       if k.startswith(_SERVER_SETTINGS))
   server = _servers.get(settings)
   if server is None or not server.alive():
-    server = _servers[settings] = _Server(env)
+    # JAX settings as this process has them; the rest as the command's.
+    server_env = {k: v for k, v in os.environ.items()
+                  if not k.startswith(_SERVER_SETTINGS)}
+    server_env.update(settings)
+    server = _servers[settings] = _Server(server_env)
   returncode, stdout, stderr = server.run(
       args[2:], str(cwd or os.getcwd()), env, timeout)
   result = subprocess.CompletedProcess(list(args), returncode, stdout, stderr)

@@ -7,7 +7,8 @@ TensorFlow, seqio, JAX and the package; this server imports them once and
 forks a child per command, which then runs exactly as `python -m` would: its
 own process, arguments, working directory, environment, exit status and
 standard streams. Nothing here initialises a JAX backend or a TensorFlow
-runtime, so each child starts those afresh.
+runtime, so each child starts those afresh; a child's `JAX_*` settings that
+differ from the server's are applied to JAX's config before it starts.
 
 Protocol, one JSON object a line on stdin: {"args": [...], "cwd": ...,
 "env": {...}, "stdout": path, "stderr": path}; the server answers
@@ -32,11 +33,32 @@ def _warm_up() -> None:
   # pylint: enable=g-import-not-at-top,unused-import
 
 
+def _parsed(current, text: str):
+  """`text` as the type of a JAX setting's `current` value."""
+  if isinstance(current, bool):
+    return text.lower() in ('1', 'true', 't', 'yes', 'y', 'on')
+  if isinstance(current, (int, float)):
+    return type(current)(text)
+  return text
+
+
+def _apply_jax_settings(env) -> None:
+  """JAX reads its `JAX_*` settings when imported: a child whose environment
+  sets another value has it applied, before any backend starts."""
+  import jax  # pylint: disable=g-import-not-at-top
+  for key, value in env.items():
+    name = key.lower()
+    if (key.startswith('JAX_') and os.environ.get(key) != value
+        and name in jax.config.values):
+      jax.config.update(name, _parsed(jax.config.values[name], value))
+
+
 def _child(request) -> None:
   """Becomes `python -m <module> <args>`; never returns."""
   code = 1
   try:
     os.chdir(request['cwd'])
+    _apply_jax_settings(request['env'])
     os.environ.clear()
     os.environ.update(request['env'])
     stdin = os.open(os.devnull, os.O_RDONLY)
