@@ -16,7 +16,7 @@ import commands
 # One worker runs them all, so the uninterrupted run is trained once.
 pytestmark = pytest.mark.xdist_group('interrupts')
 
-STEPS = 120
+STEPS = 60
 PROMPT = 'encoder.prompt.prompt.prompt.npy'
 
 
@@ -24,7 +24,7 @@ def _command(model_dir, steps=STEPS):
   return [sys.executable, '-m', 'prompt_tuning.train',
           '--gin_file=embedded/prompt_tune.gin',
           f"--gin.MODEL_DIR='{model_dir}'", f'--gin.TRAIN_STEPS={steps}',
-          '--gin.EVAL_MODE=None', '--gin.trainer.train.checkpoint_period=40',
+          '--gin.EVAL_MODE=None', '--gin.trainer.train.checkpoint_period=20',
           '--gin.trainer.train.log_period=10',
           '--gin.trainer.train.eval_before_training=False']
 
@@ -72,7 +72,7 @@ def test_sigterm_saves_the_step_exits_and_resumes_bit_identical(
     process = subprocess.Popen(_command(model_dir), stdout=subprocess.DEVNULL,
                                stderr=stderr)
     deadline = time.time() + 300
-    while f'step 20/{STEPS}' not in stderr_path.read_text():
+    while f'step 10/{STEPS}' not in stderr_path.read_text():
       assert process.poll() is None, stderr_path.read_text()[-3000:]
       assert time.time() < deadline
       time.sleep(0.05)
@@ -87,7 +87,7 @@ def test_sigterm_saves_the_step_exits_and_resumes_bit_identical(
   step = int(last[len(prefix):].split(';')[0])
   assert last == (f'interrupted at step {step}; saved; rerun the same '
                   'command to resume')
-  assert 20 < step < STEPS
+  assert 10 < step < STEPS
   # The train state and the prompt of that very step.
   assert (model_dir / 'train_state' / str(step)).is_dir()
   assert _prompt(model_dir, step).shape == uninterrupted.shape
@@ -104,8 +104,8 @@ def test_sigterm_saves_the_step_exits_and_resumes_bit_identical(
 def test_truncated_latest_train_state_is_moved_aside_and_the_one_before_used(
     tmp_path, uninterrupted):
   model_dir = tmp_path / 'run'
-  _run(_command(model_dir, steps=80))
-  latest = model_dir / 'train_state' / '80'
+  _run(_command(model_dir, steps=40))
+  latest = model_dir / 'train_state' / '40'
   truncated = 0
   for path in latest.rglob('*'):
     if path.is_file() and path.stat().st_size > 1:
@@ -115,7 +115,7 @@ def test_truncated_latest_train_state_is_moved_aside_and_the_one_before_used(
   result = _run(_command(model_dir))
   lines = [l for l in result.stderr.splitlines() if 'cannot be read' in l]
   assert len(lines) == 1, result.stderr[-3000:]
-  assert str(latest) in lines[0] and '80.corrupt' in lines[0]
-  assert 'resumed from the train state of step 40' in result.stderr
-  assert (model_dir / 'train_state' / '80.corrupt').is_dir()
+  assert str(latest) in lines[0] and '40.corrupt' in lines[0]
+  assert 'resumed from the train state of step 20' in result.stderr
+  assert (model_dir / 'train_state' / '40.corrupt').is_dir()
   np.testing.assert_array_equal(_prompt(model_dir, STEPS), uninterrupted)
