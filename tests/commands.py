@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Sequence
+from typing import Optional, Sequence
 
 _SERVER_SCRIPT = pathlib.Path(__file__).with_name('warm_commands.py')
 # Read when TensorFlow or Python start; a server has one value of each.
@@ -58,23 +58,42 @@ class _Server:
     except subprocess.TimeoutExpired:
       self._process.kill()
 
-  def run(self, args, cwd, env, timeout):
-    with tempfile.TemporaryDirectory() as folder:
-      stdout, stderr = (os.path.join(folder, n) for n in ('stdout', 'stderr'))
-      self._process.stdin.write(json.dumps(
-          {'args': list(args), 'cwd': cwd, 'env': env, 'stdout': stdout,
-           'stderr': stderr}) + '\n')
-      self._process.stdin.flush()
-      pid = self._read(timeout=60, key='pid')
-      start = time.time()
+  def start(self, args, cwd, env, stdout, stderr) -> 'Started':
+    self._process.stdin.write(json.dumps(
+        {'args': list(args), 'cwd': cwd, 'env': env, 'stdout': stdout,
+         'stderr': stderr}) + '\n')
+    self._process.stdin.flush()
+    return Started(self, self._read(timeout=60, key='pid'))
+
+
+class Started:
+  """A command a server runs: `subprocess.Popen`'s `pid`, `poll`, `wait`,
+  `send_signal` and `kill`, one at a time per server."""
+
+  def __init__(self, server: _Server, pid: int):
+    self._server = server
+    self.pid = pid
+    self.returncode = None
+
+  def poll(self):
+    if self.returncode is None:
       try:
-        returncode = self._read(timeout=timeout, key='returncode')
+        self.returncode = self._server._read(timeout=0, key='returncode')  # pylint: disable=protected-access
       except subprocess.TimeoutExpired:
-        os.kill(pid, signal.SIGKILL)
-        self._read(timeout=60, key='returncode')
-        raise subprocess.TimeoutExpired(args, time.time() - start)
-      with open(stdout) as out, open(stderr) as err:
-        return returncode, out.read(), err.read()
+        pass
+    return self.returncode
+
+  def wait(self, timeout=None):
+    if self.returncode is None:
+      self.returncode = self._server._read(timeout=timeout, key='returncode')  # pylint: disable=protected-access
+    return self.returncode
+
+  def send_signal(self, signum) -> None:
+    if self.returncode is None:
+      os.kill(self.pid, signum)
+
+  def kill(self) -> None:
+    self.send_signal(signal.SIGKILL)
 
 
 _servers = {}
@@ -86,22 +105,15 @@ def _close_servers():
     server.close()
 
 
-def run(args: Sequence[str], *, cwd=None, env=None, timeout=None,
-        check: bool = False, input=None,  # pylint: disable=redefined-builtin
-        **kwargs) -> subprocess.CompletedProcess:
-  """`subprocess.run(args, capture_output=True, text=True, ...)`."""
-  kwargs.pop('capture_output', None)
-  kwargs.pop('text', None)
-  env = dict(os.environ if env is None else env)
+def _server_for(args, env) -> Optional[_Server]:
+  """The server for `args` in `env`, or None where it must be a plain
+  subprocess."""
   # A JAX setting the environment drops cannot be unset in a fork.
   drops_jax_setting = any(k.startswith('JAX_') and k not in env
                           for k in os.environ)
-  warm = (len(args) > 2 and args[0] == sys.executable and args[1] == '-m'
-          and input is None and not kwargs and not drops_jax_setting)
-  if not warm:
-    return subprocess.run(args, cwd=cwd, env=env, timeout=timeout,
-                          check=check, input=input, capture_output=True,
-                          text=True, **kwargs)
+  if not (len(args) > 2 and args[0] == sys.executable and args[1] == '-m'
+          and not drops_jax_setting):
+    return None
   settings = frozenset((k, v) for k, v in env.items()
                        if k.startswith(_SERVER_SETTINGS))
   server = _servers.get(settings)
@@ -111,9 +123,49 @@ def run(args: Sequence[str], *, cwd=None, env=None, timeout=None,
                   if not k.startswith(_SERVER_SETTINGS)}
     server_env.update(settings)
     server = _servers[settings] = _Server(server_env)
-  returncode, stdout, stderr = server.run(
-      args[2:], str(cwd or os.getcwd()), env, timeout)
-  result = subprocess.CompletedProcess(list(args), returncode, stdout, stderr)
+  return server
+
+
+def start(args: Sequence[str], *, stdout: Optional[str] = None,
+          stderr: Optional[str] = None):
+  """`subprocess.Popen(args)` with the output in files (None: discarded):
+  a `Started` command, or a `subprocess.Popen` where `args` is not a
+  `python -m` line."""
+  env = dict(os.environ)
+  server = _server_for(args, env)
+  stdout, stderr = stdout or os.devnull, stderr or os.devnull
+  if server is None:
+    with open(stdout, 'w') as out, open(stderr, 'w') as err:
+      return subprocess.Popen(args, stdout=out, stderr=err)
+  return server.start(args[2:], os.getcwd(), env, stdout, stderr)
+
+
+def run(args: Sequence[str], *, cwd=None, env=None, timeout=None,
+        check: bool = False, input=None,  # pylint: disable=redefined-builtin
+        **kwargs) -> subprocess.CompletedProcess:
+  """`subprocess.run(args, capture_output=True, text=True, ...)`."""
+  kwargs.pop('capture_output', None)
+  kwargs.pop('text', None)
+  env = dict(os.environ if env is None else env)
+  server = None if input is not None or kwargs else _server_for(args, env)
+  if server is None:
+    return subprocess.run(args, cwd=cwd, env=env, timeout=timeout,
+                          check=check, input=input, capture_output=True,
+                          text=True, **kwargs)
+  with tempfile.TemporaryDirectory() as folder:
+    stdout, stderr = (os.path.join(folder, n) for n in ('stdout', 'stderr'))
+    started = server.start(args[2:], str(cwd or os.getcwd()), env, stdout,
+                           stderr)
+    begun = time.time()
+    try:
+      returncode = started.wait(timeout)
+    except subprocess.TimeoutExpired:
+      started.kill()
+      started.wait(60)
+      raise subprocess.TimeoutExpired(args, time.time() - begun)
+    with open(stdout) as out, open(stderr) as err:
+      result = subprocess.CompletedProcess(list(args), returncode, out.read(),
+                                           err.read())
   if check:
     result.check_returncode()
   return result

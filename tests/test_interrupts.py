@@ -4,7 +4,6 @@ MODEL_DIR, and that the resumed run ends with the uninterrupted prompt.
 """
 import pathlib
 import signal
-import subprocess
 import sys
 import time
 
@@ -68,18 +67,17 @@ def test_sigterm_saves_the_step_exits_and_resumes_bit_identical(
     tmp_path, uninterrupted, signum=signal.SIGTERM, exit_code=143):
   model_dir = tmp_path / 'run'
   stderr_path = tmp_path / 'stderr.txt'
-  with open(stderr_path, 'w') as stderr:
-    process = subprocess.Popen(_command(model_dir), stdout=subprocess.DEVNULL,
-                               stderr=stderr)
-    deadline = time.time() + 300
-    while f'step 10/{STEPS}' not in stderr_path.read_text():
-      assert process.poll() is None, stderr_path.read_text()[-3000:]
-      assert time.time() < deadline
-      time.sleep(0.05)
-    process.send_signal(signum)
-    sent = time.time()
-    assert process.wait(timeout=60) == exit_code, (
-        stderr_path.read_text()[-3000:])
+  process = commands.start(_command(model_dir), stderr=str(stderr_path))
+  deadline = time.time() + 300
+  while (not stderr_path.exists()
+         or f'step 10/{STEPS}' not in stderr_path.read_text()):
+    assert process.poll() is None, stderr_path.read_text()[-3000:]
+    assert time.time() < deadline
+    time.sleep(0.05)
+  process.send_signal(signum)
+  sent = time.time()
+  assert process.wait(timeout=60) == exit_code, (
+      stderr_path.read_text()[-3000:])
   assert time.time() - sent < 30
   last = stderr_path.read_text().strip().splitlines()[-1]
   prefix, step = 'interrupted at step ', None

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 
@@ -118,8 +117,7 @@ def _short_run(model_dir):
 def test_sigkill_then_restart_ends_with_the_uninterrupted_prompt(tmp_path):
   prompt = 'numpy_checkpoints/checkpoint_60/encoder.prompt.prompt.prompt.npy'
   killed_dir = tmp_path / 'killed'
-  process = subprocess.Popen(_short_run(killed_dir), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+  process = commands.start(_short_run(killed_dir))
   deadline = time.time() + 300
   while not (killed_dir / 'numpy_checkpoints' / 'checkpoint_20').exists():
     assert process.poll() is None, 'the run ended before its first checkpoint'
