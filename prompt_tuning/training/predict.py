@@ -330,11 +330,7 @@ def make_score_fn(model: Any,
 
   Args:
     model: an `EncoderDecoderModel` (anything with its `score_batch`).
-    batch_size: B, the rows of every batch.
-    mesh: optional device mesh; batches are split on its data axis.
-    rules: logical axis rules for tracing under `mesh` (default: standard).
-    log_every: progress log period in batches (0: every
-      `predict.PROGRESS_SECONDS` only; see `predict.run_batches`).
+    batch_size, mesh, rules, log_every: as for `make_predict_fn`.
 
   Returns:
     `score_fn(dataset, params, *, prompt=None, description='score') ->
@@ -417,11 +413,7 @@ def rank_classification_predict_fn(model: Any,
       `output_vocabulary`).
     label_strings: `[C]` distinct label strings, e.g. ('negative',
       'positive').
-    batch_size: B, the rows of every batch.
-    mesh: optional device mesh; batches are split on its data axis.
-    rules: logical axis rules for tracing under `mesh` (default: standard).
-    log_every: progress log period in batches (0: every
-      `predict.PROGRESS_SECONDS` only; see `predict.run_batches`).
+    batch_size, mesh, rules, log_every: as for `make_predict_fn`.
 
   Returns:
     `predict_fn(dataset, params, *, prompt=None, description='rank',
