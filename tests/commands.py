@@ -30,14 +30,15 @@ class _Server:
   """One warm interpreter per test process, started on first use."""
 
   def __init__(self, env):
-    self._env = env
     self._process = subprocess.Popen(
         [sys.executable, str(_SERVER_SCRIPT)], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        cwd=str(_SERVER_SCRIPT.parent), env=self._env)
-    self._read(timeout=300, key='ready')
+        cwd=str(_SERVER_SCRIPT.parent), env=env)
+    self.answer(timeout=300, key='ready')
 
-  def _read(self, timeout, key):
+  def answer(self, timeout, key):
+    """The value of `key` in the server's next line; TimeoutExpired if none
+    comes within `timeout` seconds."""
     ready, _, _ = select.select([self._process.stdout], [], [], timeout)
     if not ready:
       raise subprocess.TimeoutExpired(str(_SERVER_SCRIPT), timeout)
@@ -63,7 +64,7 @@ class _Server:
         {'args': list(args), 'cwd': cwd, 'env': env, 'stdout': stdout,
          'stderr': stderr}) + '\n')
     self._process.stdin.flush()
-    return Started(self, self._read(timeout=60, key='pid'))
+    return Started(self, self.answer(timeout=60, key='pid'))
 
 
 class Started:
@@ -78,14 +79,14 @@ class Started:
   def poll(self):
     if self.returncode is None:
       try:
-        self.returncode = self._server._read(timeout=0, key='returncode')  # pylint: disable=protected-access
+        self.returncode = self._server.answer(timeout=0, key='returncode')
       except subprocess.TimeoutExpired:
         pass
     return self.returncode
 
   def wait(self, timeout=None):
     if self.returncode is None:
-      self.returncode = self._server._read(timeout=timeout, key='returncode')  # pylint: disable=protected-access
+      self.returncode = self._server.answer(timeout=timeout, key='returncode')
     return self.returncode
 
   def send_signal(self, signum) -> None:
