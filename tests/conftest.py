@@ -9,6 +9,12 @@ import typing
 
 import pytest
 
+from prompt_tuning.utils import host_memory
+
+# As every command does (`gin_utils.run`): the in-process tests' steps reuse
+# their freed buffers.
+host_memory.reuse_freed_memory()
+
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 REFERENCE_DIR = pathlib.Path(
     os.environ.get('PROMPT_TUNING_REFERENCE_DIR',

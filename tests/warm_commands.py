@@ -94,6 +94,10 @@ def _child(request) -> None:
 
 
 def main() -> None:
+  # As every command does first (`gin_utils.run`), before TensorFlow and JAX
+  # start threads here.
+  from prompt_tuning.utils import host_memory  # pylint: disable=g-import-not-at-top
+  host_memory.reuse_freed_memory()
   _warm_up()
   print(json.dumps({'ready': True}), flush=True)
   for line in sys.stdin:

@@ -38,6 +38,7 @@ import gin
 
 from prompt_tuning.cli import checks
 from prompt_tuning.cli import console
+from prompt_tuning.utils import host_memory
 
 if not hasattr(gin, 'parse_config_files_and_bindings'):
   # The repository's `gin/` folder (the package's config files) shadows
@@ -565,8 +566,10 @@ def run(main: Callable[[Sequence[str]], Any], *,
         check: Optional[Callable[[], None]] = None) -> None:
   """Runs `main` like `absl.app.run`, accepting `--gin.NAME=VALUE` overrides.
 
-  The command line is parsed first, with nothing heavy imported (`--help`
-  and bad arguments answer at once); then the output is set up from
+  glibc's allocator is first set to reuse freed memory on a machine with no
+  accelerator (`utils.host_memory.reuse_freed_memory`). The command line is
+  parsed next, with nothing heavy imported (`--help` and bad arguments
+  answer at once); then the output is set up from
   `--verbosity` (`console.configure_logging`) and GPUs are hidden from
   TensorFlow. A known error raised by `main` (`console.KNOWN_ERRORS`: a bad
   argument, config or file) ends the program with `error: <message>` as the
@@ -593,6 +596,7 @@ def run(main: Callable[[Sequence[str]], Any], *,
       console.report_error(e)
       sys.exit(1)
 
+  host_memory.reuse_freed_memory()  # Before any library starts a thread.
   app.run(checked_main, flags_parser=_parse_flags)
 
 
