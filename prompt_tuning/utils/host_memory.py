@@ -45,8 +45,8 @@ def reuse_freed_memory() -> bool:
   accelerator, and no allocator setting of the user's (`MALLOC_*`,
   `GLIBC_TUNABLES`, `LD_PRELOAD`). Returns whether it did.
 
-  Freed memory then stays with the process (its resident size stays at its
-  peak); results are unchanged.
+  Freed memory then stays with the process: results are unchanged, but the
+  resident size is larger (the main job's: 2.9 GB against 1.6 GB).
   """
   if (platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc'
       or has_accelerator() or any(k in os.environ for k in _USER_SETTINGS)):
