@@ -12,11 +12,11 @@ runs silenced. `--verbosity=0` shows every library's INFO log;
 A known error (a bad argument, configuration or file) ends the command with
 `error: <message>` as the last line on stderr and exit status 1.
 
-Imports only the standard library and absl: a command's `--help` and
-argument errors answer before the heavy libraries load.
+Imports only the standard library, absl and `utils.host_memory` (itself
+standard library only): a command's `--help` and argument errors answer
+before the heavy libraries load.
 """
 import contextlib
-import glob
 import logging as std_logging
 import os
 import pathlib
@@ -27,6 +27,8 @@ from typing import Iterator, Tuple, Type
 from absl import app
 from absl import flags
 from absl import logging
+
+from prompt_tuning.utils import host_memory
 
 # The verbosity at which gin configs are logged and tracebacks printed.
 DETAIL_VERBOSITY = 1
@@ -128,11 +130,6 @@ def silenced_stderr(silence: bool = True) -> Iterator[None]:
     os.close(devnull)
 
 
-def has_gpu_devices() -> bool:
-  """Whether this machine has NVIDIA (or AMD ROCm) device files."""
-  return bool(glob.glob('/dev/nvidia[0-9]*')) or os.path.exists('/dev/kfd')
-
-
 def hide_gpus_from_tensorflow() -> None:
   """Keeps tf.data (seqio, TFDS) off the GPUs, whose memory JAX needs.
 
@@ -150,7 +147,7 @@ def hide_gpus_from_tensorflow() -> None:
   except ImportError:
     return
   try:
-    with silenced_stderr(quiet or not has_gpu_devices()):
+    with silenced_stderr(quiet or not host_memory.has_gpu_devices()):
       tf.config.set_visible_devices([], 'GPU')
   except RuntimeError as e:  # TensorFlow had already set its devices up.
     logging.warning('Could not hide GPUs from TensorFlow: %s', e)

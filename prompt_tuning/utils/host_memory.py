@@ -1,4 +1,5 @@
-"""`reuse_freed_memory`: glibc's allocator set to keep freed memory for reuse.
+"""`reuse_freed_memory`: glibc's allocator set to keep freed memory for reuse;
+`has_gpu_devices` and `has_accelerator`, from the machine's device files.
 
 On the CPU backend, XLA allocates each execution's temporary buffer with
 `posix_memalign` from one of its worker threads. glibc serves a block that
@@ -28,15 +29,25 @@ _KEEP_BYTES = 2**31 - 1
 _USER_SETTINGS = ('MALLOC_ARENA_MAX', 'MALLOC_MMAP_MAX_',
                   'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_',
                   'GLIBC_TUNABLES', 'LD_PRELOAD')
-# Where an accelerator's device files are: there the step's buffers live on
-# the device, and the host's allocator is left as it is.
-_ACCELERATOR_DEVICES = ('/dev/nvidia[0-9]*', '/dev/kfd', '/dev/accel*',
-                        '/dev/vfio/[0-9]*')
+# Device files of NVIDIA and AMD ROCm GPUs, and of TPUs. Where there is an
+# accelerator the step's buffers live on it, and the host's allocator is
+# left as it is.
+_GPU_DEVICES = ('/dev/nvidia[0-9]*', '/dev/kfd')
+_TPU_DEVICES = ('/dev/accel*', '/dev/vfio/[0-9]*')
+
+
+def _any_exists(patterns) -> bool:
+  return any(glob.glob(pattern) for pattern in patterns)
+
+
+def has_gpu_devices() -> bool:
+  """Whether this machine has NVIDIA (or AMD ROCm) device files."""
+  return _any_exists(_GPU_DEVICES)
 
 
 def has_accelerator() -> bool:
   """Whether this machine has GPU or TPU device files."""
-  return any(glob.glob(pattern) for pattern in _ACCELERATOR_DEVICES)
+  return _any_exists(_GPU_DEVICES + _TPU_DEVICES)
 
 
 def reuse_freed_memory() -> bool:
