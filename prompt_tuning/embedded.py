@@ -7,8 +7,10 @@ Two families live under `prompt_tuning/data/`, as t5x checkpoints:
   synthetic corpus (`prompt_tuning.tasks.corpus`), like T5 1.1 LM-adapted:
   span corruption from scratch, then LM adaptation (prefix LM) continuing
   from it. They never see a downstream task's input -> label pairs, so a
-  prompt has to elicit the task. Two sizes (`checkpoints.embedded.SIZES`: `tiny`, d_model 32,
-  and `small`, d_model 128, both 2+2 layers) and the paper's kinds of frozen
+  prompt has to elicit the task. A ladder of four sizes
+  (`checkpoints.embedded.SIZES`: `tiny`, `mini`, `small`, `base`; 0.12M to
+  3.75M parameters, docs/checkpoints_and_interop.md has the table), each
+  pretrained with the same recipe, and the paper's kinds of frozen
   model (`checkpoints.embedded.KINDS`):
 
   | kind               | training                                          |
@@ -25,11 +27,11 @@ Two families live under `prompt_tuning/data/`, as t5x checkpoints:
   it knows, so it shows the mechanics quickly (the demo configs under
   `gin/embedded/` use it), not the method.
 
-Regenerate (measured on 2 shared CPU cores: about an hour for `small`, half
-an hour for `tiny`):
+Regenerate (pretraining times per size in docs/checkpoints_and_interop.md):
 
     python -m prompt_tuning.embedded --model=small --work_dir=/tmp/pretrain
     python -m prompt_tuning.embedded --model=prefixed --work_dir=/tmp/prefixed
+    python -m prompt_tuning.embedded --losses   # each size's objective losses
 
 Each runs `python -m prompt_tuning.train` for every stage
 (`gin/corpus/pretrain_span_corruption.gin`, then `gin/corpus/lm_adapt.gin`
@@ -52,7 +54,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                     flag_values=flag_values)
   flags.DEFINE_string('work_dir', None, 'Where the pretraining runs write.',
                       flag_values=flag_values)
-  flags.mark_flag_as_required('work_dir', flag_values=flag_values)
+  flags.DEFINE_boolean(
+      'losses', False, 'Instead of pretraining, print each shipped corpus '
+      "size's parameters and each kind's loss per token on its objective.",
+      flag_values=flag_values)
 
 
 def main(argv: Sequence[str],
@@ -62,6 +67,14 @@ def main(argv: Sequence[str],
     raise app.UsageError(f'unexpected positional arguments: {argv[1:]}')
   from prompt_tuning.experiments import pretraining  # pylint: disable=g-import-not-at-top
   model, work_dir = flag_values.model, flag_values.work_dir
+  if flag_values.losses:
+    if model == 'prefixed':
+      raise app.UsageError('--losses covers the corpus models, not prefixed')
+    print(pretraining.losses_table(
+        embedded.SIZES if model == 'all' else (model,)), end='')
+    return 0
+  if work_dir is None:
+    raise app.UsageError('--work_dir is required to pretrain')
   if model == 'prefixed':
     pretraining.pretrain_prefixed_model(work_dir)
   else:

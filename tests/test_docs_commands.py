@@ -70,8 +70,10 @@ COMMANDS = [
      'needs a trained run or a PEFT adapter folder'),
     (r'python -m prompt_tuning\.convert_hf --hf_dir=\S+ --output_dir=\S+',
      'flags', 'needs an HF model folder'),
+    (r'python -m prompt_tuning\.embedded --losses', 'run',
+     'the loss table of docs/checkpoints_and_interop.md'),
     (r'python -m prompt_tuning\.embedded --.*', 'flags',
-     'pretraining: half an hour to an hour'),
+     'pretraining: a quarter of an hour to an hour a size'),
     # Methods.
     (r'python -m prompt_tuning\.train --gin_file=embedded/prompt_tune\.gin '
      r'--gin_file=methods/lora\.gin .*', 'train', 'a minute; trains'),
@@ -315,6 +317,16 @@ def test_method_params_writes_the_pages_table(tmp_path):
   assert page_rows
   for row in page_rows:
     assert row in text, row
+
+
+@pytest.mark.slow
+def test_embedded_losses_prints_the_pages_table(tmp_path):
+  result = _run(_one(r'python -m prompt_tuning\.embedded --losses'), tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  page_rows = _doc_table_after('docs/checkpoints_and_interop.md',
+                               'python -m prompt_tuning.embedded --losses')
+  assert len(page_rows) == 6  # the header, the rule, the four sizes
+  assert result.stdout.splitlines() == page_rows
 
 
 @pytest.mark.slow

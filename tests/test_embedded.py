@@ -1,17 +1,20 @@
 """The shipped embedded models: where they are, their sizes, and that each
 stage of the corpus models' pretraining did what it says."""
 import pathlib
+import sys
 
 import gin
+import jax
 import numpy as np
 import pytest
-import seqio
+
+import commands
 
 from prompt_tuning.checkpoints import embedded
 from prompt_tuning.checkpoints import t5x
 from prompt_tuning.cli import gin_utils
 from prompt_tuning.experiments import pretraining
-from prompt_tuning.model import models
+from prompt_tuning.model import costs
 from prompt_tuning.model import t5
 from prompt_tuning.tasks import corpus
 from prompt_tuning.tasks import corpus_tasks
@@ -44,10 +47,36 @@ def test_every_corpus_checkpoint_matches_its_size_config(size, kind):
   assert config.vocab_size == corpus.vocabulary().vocab_size
 
 
+def test_the_ladder_grows_in_width_depth_and_parameters():
+  configs = [_size_config(size) for size in embedded.SIZES]
+  counts = [costs.count_parameters(c) for c in configs]
+  assert counts == sorted(counts) and len(set(counts)) == len(counts), counts
+  assert counts[-1] >= 30 * counts[0], counts
+  for smaller, larger in zip(configs, configs[1:]):
+    assert larger.emb_dim > smaller.emb_dim
+    assert larger.num_encoder_layers >= smaller.num_encoder_layers
+  assert configs[-1].num_encoder_layers > configs[0].num_encoder_layers
+
+
+@pytest.mark.parametrize('size', embedded.SIZES)
+def test_each_size_is_stored_in_its_dtype_and_loads_as_float32(size):
+  path = embedded.corpus_checkpoint_path(size, embedded.DEFAULT_KIND)
+  stored = t5x.load_t5x(path)
+  dtypes = {leaf.dtype.name for leaf in jax.tree.leaves(stored)}
+  assert dtypes == {embedded.STORAGE_DTYPES.get(size, 'float32')}
+  like = jax.tree.map(lambda a: np.zeros(a.shape, np.float32), stored)
+  loaded = t5x.load_t5x(path, like=like)
+  for got, want in zip(jax.tree.leaves(loaded), jax.tree.leaves(stored)):
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+
+
 def test_the_package_data_stays_small():
   total = sum(p.stat().st_size for p in embedded.DATA_DIR.rglob('*')
               if p.is_file())
-  assert total < 20 * 2**20, total
+  # The ladder's four corpus sizes (three kinds each) and the prefixed model
+  # within a 40 MiB budget for shipped checkpoints.
+  assert total < 40 * 2**20, total
 
 
 @pytest.mark.parametrize('kwargs, message', [
@@ -58,20 +87,6 @@ def test_unknown_size_or_kind_names_the_choices(kwargs, message):
   with pytest.raises(ValueError, match=message) as error:
     embedded.corpus_checkpoint_path(**kwargs)
   assert 'expected one of' in str(error.value)
-
-
-def _loss_per_token(path, task, lengths, num_examples=32):
-  params = t5x.load_t5x(path)
-  vocabulary = corpus.vocabulary()
-  model = models.EncoderDecoderModel(
-      t5.Transformer(t5.config_from_params(params, dropout_rate=0.0)),
-      vocabulary, vocabulary)
-  dataset = seqio.get_mixture_or_task(task).get_dataset(
-      lengths, split='train', shuffle=False, seed=0)
-  converted = seqio.EncDecFeatureConverter(pack=False)(dataset, lengths)
-  batch = next(converted.batch(num_examples).as_numpy_iterator())
-  loss, extras = model.loss_fn(params, batch, None)
-  return float(loss) / float(extras['num_tokens'])
 
 
 @pytest.mark.slow
@@ -86,14 +101,21 @@ def _loss_per_token(path, task, lengths, num_examples=32):
 ])
 def test_each_pretraining_stage_lowers_its_objectives_loss(task, better,
                                                            worse, margin):
-  lengths = dict(corpus_tasks.SEQUENCE_LENGTHS[task])
   size = embedded.DEFAULT_SIZE
-  better_loss = _loss_per_token(embedded.corpus_checkpoint_path(size, better),
-                                task, lengths)
+  better_loss = pretraining.objective_loss(
+      embedded.corpus_checkpoint_path(size, better), task, num_examples=32)
   if worse is None:
     # A uniform guess over the vocabulary (what random weights are near).
     worse_loss = float(np.log(corpus.vocabulary().vocab_size))
   else:
-    worse_loss = _loss_per_token(
-        embedded.corpus_checkpoint_path(size, worse), task, lengths)
+    worse_loss = pretraining.objective_loss(
+        embedded.corpus_checkpoint_path(size, worse), task, num_examples=32)
   assert better_loss < worse_loss - margin, (better_loss, worse_loss)
+
+
+def test_losses_and_pretraining_flags_are_checked():
+  result = commands.run(
+      [sys.executable, '-m', 'prompt_tuning.embedded', '--model=tiny'],
+      capture_output=True, text=True, timeout=120, check=False)
+  assert result.returncode != 0
+  assert '--work_dir is required to pretrain' in result.stderr

@@ -29,7 +29,8 @@ def test_full_plan_covers_the_papers_experiments():
   # Figure 1: both methods at every size, every seed.
   assert {(r.method, r.size, r.seed) for r in runs['figure1']} == {
       (m, z, s) for m in ('prompt tuning', 'model tuning')
-      for z in embedded.SIZES for s in seeds}
+      for z in plan.sizes for s in seeds}
+  assert set(plan.sizes) <= set(embedded.SIZES)
   assert {r.prompt_length for r in runs['prompt_length']} == {1, 5, 20, 100}
   assert {r.init for r in runs['init']} == set(miniature.INITS)
   assert {(r.kind, r.sentinel) for r in runs['objective']} == set(

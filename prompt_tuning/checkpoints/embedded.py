@@ -18,7 +18,12 @@ DATA_DIR = pathlib.Path(__file__).parent.parent / 'data'
 CHECKPOINT_DIR = DATA_DIR / 'embedded_t5'
 CORPUS_DIR = DATA_DIR / 'corpus_t5'
 
-SIZES = ('tiny', 'small')
+# The ladder of frozen model sizes, smallest first (`gin/corpus/sizes/`).
+SIZES = ('tiny', 'mini', 'small', 'base')
+# How a size's checkpoints are stored when not float32 (`tiny` and `small`,
+# the main job's, predate the ladder): bfloat16 halves the package's
+# largest files; loading casts back to the model's dtype.
+STORAGE_DTYPES = {'mini': 'bfloat16', 'base': 'bfloat16'}
 KINDS = ('span_corruption', 'lm_adapted_short', 'lm_adapted_long')
 DEFAULT_SIZE = 'small'
 DEFAULT_KIND = 'lm_adapted_long'

@@ -4,11 +4,12 @@ Each stage is one `python -m prompt_tuning.train` run (a subprocess, so every
 stage starts from a clean gin config); the exported checkpoint is copied to
 where `checkpoints.embedded` finds it.
 """
+import functools
 import pathlib
 import shutil
 import subprocess
 import sys
-from typing import Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from prompt_tuning.checkpoints import embedded
 
@@ -26,12 +27,23 @@ def _train(gin_files: Sequence[str], overrides: Dict[str, str]) -> None:
   subprocess.run(command, check=True)
 
 
-def _install(exported: str, destination: pathlib.Path) -> None:
-  """Copies a checkpoint into the package, replacing what was there."""
+def _install(exported: str, destination: pathlib.Path,
+             storage_dtype: Optional[str] = None) -> None:
+  """Copies a checkpoint into the package, replacing what was there; with
+  `storage_dtype`, its arrays are stored in that dtype instead."""
   staging = destination.with_name(destination.name + '.tmp')
   shutil.rmtree(staging, ignore_errors=True)
   staging.mkdir(parents=True)
-  shutil.copytree(exported, staging / pathlib.Path(exported).name)
+  copy = staging / pathlib.Path(exported).name
+  if storage_dtype is None:
+    shutil.copytree(exported, copy)
+  else:
+    import jax  # pylint: disable=g-import-not-at-top
+    from prompt_tuning.checkpoints import t5x  # pylint: disable=g-import-not-at-top
+    params = t5x.load_t5x(exported)
+    dtype = jax.numpy.dtype(storage_dtype)
+    t5x.save_t5x(jax.tree.map(lambda a: a.astype(dtype), params),
+                 str(copy), step=int(copy.name.split('_')[1]))
   shutil.rmtree(destination, ignore_errors=True)
   staging.rename(destination)
   print(f'installed {exported} as {destination}', flush=True)
@@ -58,7 +70,8 @@ def pretrain_corpus_model(size: str, work_dir: str,
             'TRAIN_STEPS': str(steps[kind])})
     exported[kind] = str(lm_dir / f'checkpoint_{steps[kind]}')
   for kind, path in exported.items():
-    _install(path, embedded.CORPUS_DIR / size / kind)
+    _install(path, embedded.CORPUS_DIR / size / kind,
+             embedded.STORAGE_DTYPES.get(size))
 
 
 def pretrain_prefixed_model(work_dir: str) -> None:
@@ -66,3 +79,73 @@ def pretrain_prefixed_model(work_dir: str) -> None:
   _train(['embedded/pretrain.gin'], {'MODEL_DIR': f"'{work_dir}'"})
   _install(embedded.latest(pathlib.Path(work_dir), 'prefixed'),
            embedded.CHECKPOINT_DIR)
+
+
+# The objective each kind of corpus model was last trained on.
+_OBJECTIVE_TASKS = {'span_corruption': 'corpus_span_corruption',
+                    'lm_adapted_short': 'corpus_prefix_lm',
+                    'lm_adapted_long': 'corpus_prefix_lm'}
+
+
+@functools.lru_cache(maxsize=None)
+def _objective_batch(task: str, num_examples: int) -> Dict[str, Any]:
+  """The first `num_examples` examples of a pretraining task, one batch."""
+  # pylint: disable=g-import-not-at-top
+  import seqio
+  from prompt_tuning.tasks import corpus_tasks
+  # pylint: enable=g-import-not-at-top
+  lengths = dict(corpus_tasks.SEQUENCE_LENGTHS[task])
+  dataset = seqio.get_mixture_or_task(task).get_dataset(
+      lengths, split='train', shuffle=False, seed=0)
+  converted = seqio.EncDecFeatureConverter(pack=False)(dataset, lengths)
+  return next(converted.batch(num_examples).as_numpy_iterator())
+
+
+def objective_loss(checkpoint: str, task: str, num_examples: int = 128
+                   ) -> float:
+  """Mean loss per target token of a corpus model on the first
+  `num_examples` examples of a pretraining task (its texts are the ones
+  pretraining saw: the corpus has no held-out pretraining split)."""
+  # pylint: disable=g-import-not-at-top
+  import jax
+  import numpy as np
+  from prompt_tuning.checkpoints import t5x
+  from prompt_tuning.model import models
+  from prompt_tuning.model import t5
+  from prompt_tuning.tasks import corpus
+  # pylint: enable=g-import-not-at-top
+  # Stored bfloat16 (`embedded.STORAGE_DTYPES`) runs in float32, as tuning does.
+  params = jax.tree.map(lambda a: np.asarray(a, np.float32),
+                        t5x.load_t5x(checkpoint))
+  config = t5.config_from_params(params, dropout_rate=0.0)
+  vocabulary = corpus.vocabulary()
+  model = models.EncoderDecoderModel(t5.Transformer(config), vocabulary,
+                                     vocabulary)
+  batch = _objective_batch(task, num_examples)
+  loss, extras = jax.jit(model.loss_fn)(params, batch, None)
+  return float(loss) / float(extras['num_tokens'])
+
+
+def losses_table(sizes: Sequence[str] = embedded.SIZES) -> str:
+  """Markdown: each size's parameters and each kind's loss per token on the
+  objective it was last trained on (`objective_loss`)."""
+  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.checkpoints import t5x
+  from prompt_tuning.model import costs
+  from prompt_tuning.model import t5
+  from prompt_tuning.utils import tables
+  # pylint: enable=g-import-not-at-top
+  rows = []
+  for size in sizes:
+    paths = {kind: embedded.corpus_checkpoint_path(size, kind)
+             for kind in embedded.KINDS}
+    config = t5.config_from_params(t5x.load_t5x(paths['span_corruption']))
+    rows.append([size, f'{costs.count_parameters(config):,}',
+                 embedded.STORAGE_DTYPES.get(size, 'float32')]
+                + [f'{objective_loss(paths[k], _OBJECTIVE_TASKS[k]):.3f}'
+                   for k in embedded.KINDS])
+  header = ['size', 'parameters', 'stored as'] + [
+      f'{kind} ({_OBJECTIVE_TASKS[kind]} loss/token)'
+      for kind in embedded.KINDS]
+  return tables.markdown_table(header, rows, align='lrl' + 'r' * 3)
+
