@@ -92,9 +92,13 @@ COMMANDS = [
     (r'python -m prompt_tuning\.train --gin_file=\w+/prompt_tune\.gin '
      r'--gin\.MODEL_DIR=\.\.\.', 'train', 'MODEL_DIR is a placeholder'),
     (r'python -m prompt_tuning\.train --gin_file=corpus/(prompt_tune|model_tune'
-     r'|from_scratch)\.gin --gin\.MODEL_DIR=\S+ --gin\.MIXTURE_OR_TASK_NAME='
+     r'|from_scratch)\.gin( --gin_file=corpus/sizes/\w+\.gin '
+     r'--gin\.embedded\.corpus_checkpoint_path\.size=\S+)? '
+     r'--gin\.MODEL_DIR=\S+ --gin\.MIXTURE_OR_TASK_NAME='
      r'\S*corpus_suite\S*( --gin\.CLASS_LABELS=\S+)?'
-     r'( --gin\.TRAIN_STEPS=\d+ --gin\.EVAL_PERIOD=\d+)?', 'train',
+     r'( --gin\.TRAIN_STEPS=\d+ --gin\.EVAL_PERIOD=\d+)?'
+     r'( --gin\.trainer\.train\.eval_before_training=False'
+     r' --gin\.trainer\.train\.eval_zero_shot=False)?', 'train',
      'the corpus suite (docs/tasks.md): minutes; trains'),
     (r'python -m prompt_tuning\.train --gin_file=models/t5_1_1_base_prompt'
      r'\.gin .*', 'train', 'T5 1.1 Base from gs://'),
