@@ -6,6 +6,7 @@ import pytest
 import seqio
 
 import prompt_tuning.tasks  # pylint: disable=unused-import  (registers tasks)
+from prompt_tuning.serving import inference
 from prompt_tuning.tasks import corpus
 from prompt_tuning.tasks import corpus_suite
 from prompt_tuning.tasks import corpus_suite_tasks
@@ -211,6 +212,25 @@ def test_suite_average_is_the_superglue_style_mean():
   del scores['corpus_suite_claim_n32']
   with pytest.raises(ValueError, match='corpus_suite_claim'):
     corpus_suite_tasks.suite_average(scores)
+
+
+def test_a_mixtures_printed_metrics_end_with_the_suite_average():
+  results = {corpus_suite_tasks.task_name(t): {'accuracy': a}
+             for t, a in (('negation', 54.25), ('claim', 49.0),
+                          ('outing', 49.25))}
+  results['corpus_suite_qa'] = {'exact_match': 10.0, 'f1': 13.0}
+  lines = inference.format_metrics(results).splitlines()
+  assert lines[:4] == ['corpus_suite_claim: accuracy 49.00',
+                       'corpus_suite_negation: accuracy 54.25',
+                       'corpus_suite_outing: accuracy 49.25',
+                       'corpus_suite_qa: exact_match 10.00, f1 13.00']
+  average = corpus_suite_tasks.suite_average(results)
+  assert lines[4] == ("average over the 4 tasks (each task's mean metric): "
+                      f'{average:.2f}')
+  assert f'{average:.2f}' == '41.00'
+  one = {'corpus_suite_qa': results['corpus_suite_qa']}
+  assert inference.format_metrics(one) == (
+      'corpus_suite_qa: exact_match 10.00, f1 13.00')
 
 
 def test_register_makes_a_variant_with_other_knobs():

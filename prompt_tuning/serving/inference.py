@@ -595,9 +595,15 @@ def _serve(options: RunOptions, prompt_files: Mapping[str, str],
 
 
 def format_metrics(results: Mapping[str, Mapping[str, float]]) -> str:
-  """One line per task: 'task: metric value, ...'."""
-  return '\n'.join(
-      f'{task}: ' + ', '.join(f'{name} {value:.2f}'
-                              for name, value in sorted(metrics.items()))
-      for task, metrics in sorted(results.items()))
+  """One line per task: 'task: metric value, ...'; after several tasks (a
+  mixture), a last line with their average: the mean over tasks of each
+  task's mean metric, as SuperGLUE's score (and `corpus_suite`'s
+  `suite_average`) counts and as the best step is chosen."""
+  lines = [f'{task}: ' + ', '.join(f'{name} {value:.2f}'
+                                   for name, value in sorted(metrics.items()))
+           for task, metrics in sorted(results.items())]
+  if len(results) > 1:
+    lines.append(f'average over the {len(results)} tasks (each task\'s mean '
+                 f'metric): {evaluation.selection_score(results):.2f}')
+  return '\n'.join(lines)
 
