@@ -119,3 +119,9 @@ def test_losses_and_pretraining_flags_are_checked():
       capture_output=True, text=True, timeout=120, check=False)
   assert result.returncode != 0
   assert '--work_dir is required to pretrain' in result.stderr
+  result = commands.run(
+      [sys.executable, '-m', 'prompt_tuning.embedded', '--losses',
+       '--model=prefixed'], capture_output=True, text=True, timeout=120,
+      check=False)
+  assert result.returncode != 0
+  assert '--losses covers the corpus models, not prefixed' in result.stderr

@@ -13,6 +13,8 @@ Gin files name them as `@embedded.checkpoint_path()` and
 """
 import pathlib
 
+from prompt_tuning.checkpoints import run_dir
+
 # prompt_tuning/data/, beside this package.
 DATA_DIR = pathlib.Path(__file__).parent.parent / 'data'
 CHECKPOINT_DIR = DATA_DIR / 'embedded_t5'
@@ -39,8 +41,7 @@ def latest(directory: pathlib.Path, what: str) -> str:
   Raises:
     FileNotFoundError: there is none.
   """
-  steps = sorted(directory.glob('checkpoint_*'),
-                 key=lambda p: int(p.name.split('_')[1]))
+  steps = sorted(directory.glob('checkpoint_*'), key=run_dir.checkpoint_step)
   if not steps:
     raise FileNotFoundError(
         f'no {what} checkpoint under {directory}; regenerate it with '

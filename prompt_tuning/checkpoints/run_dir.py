@@ -66,6 +66,11 @@ def checkpoint_dir_name(step: int) -> str:
   return f'checkpoint_{step}'
 
 
+def checkpoint_step(path: str) -> int:
+  """The STEP of a '.../checkpoint_STEP' directory (`checkpoint_dir_name`)."""
+  return int(os.path.basename(os.fspath(path)).split('_')[1])
+
+
 def numpy_checkpoint_dir(model_dir: str, step: int) -> str:
   """MODEL_DIR/numpy_checkpoints/checkpoint_STEP: a step's `.npy` files."""
   return os.path.join(model_dir, NUMPY_CHECKPOINTS_DIR,

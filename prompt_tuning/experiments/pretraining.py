@@ -12,6 +12,7 @@ import sys
 from typing import Any, Dict, Optional, Sequence
 
 from prompt_tuning.checkpoints import embedded
+from prompt_tuning.checkpoints import run_dir
 
 # Training steps of each stage (batch 32; LM adaptation counts from the
 # span-corruption checkpoint, as T5 1.1 LM-adapted's extra steps do).
@@ -43,7 +44,7 @@ def _install(exported: str, destination: pathlib.Path,
     params = t5x.load_t5x(exported)
     dtype = jax.numpy.dtype(storage_dtype)
     t5x.save_t5x(jax.tree.map(lambda a: a.astype(dtype), params),
-                 str(copy), step=int(copy.name.split('_')[1]))
+                 str(copy), step=run_dir.checkpoint_step(copy))
   shutil.rmtree(destination, ignore_errors=True)
   staging.rename(destination)
   print(f'installed {exported} as {destination}', flush=True)
@@ -81,10 +82,11 @@ def pretrain_prefixed_model(work_dir: str) -> None:
            embedded.CHECKPOINT_DIR)
 
 
-# The objective each kind of corpus model was last trained on.
-_OBJECTIVE_TASKS = {'span_corruption': 'corpus_span_corruption',
-                    'lm_adapted_short': 'corpus_prefix_lm',
-                    'lm_adapted_long': 'corpus_prefix_lm'}
+def _objective_task(kind: str) -> str:
+  """The pretraining task a kind of corpus model was last trained on."""
+  from prompt_tuning.tasks import corpus_tasks  # pylint: disable=g-import-not-at-top
+  return (corpus_tasks.SPAN_CORRUPTION_TASK if kind == 'span_corruption'
+          else corpus_tasks.PREFIX_LM_TASK)
 
 
 @functools.lru_cache(maxsize=None)
@@ -142,10 +144,10 @@ def losses_table(sizes: Sequence[str] = embedded.SIZES) -> str:
     config = t5.config_from_params(t5x.load_t5x(paths['span_corruption']))
     rows.append([size, f'{costs.count_parameters(config):,}',
                  embedded.STORAGE_DTYPES.get(size, 'float32')]
-                + [f'{objective_loss(paths[k], _OBJECTIVE_TASKS[k]):.3f}'
+                + [f'{objective_loss(paths[k], _objective_task(k)):.3f}'
                    for k in embedded.KINDS])
   header = ['size', 'parameters', 'stored as'] + [
-      f'{kind} ({_OBJECTIVE_TASKS[kind]} loss/token)'
+      f'{kind} ({_objective_task(kind)} loss/token)'
       for kind in embedded.KINDS]
   return tables.markdown_table(header, rows, align='lrl' + 'r' * 3)
 
