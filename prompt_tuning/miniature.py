@@ -68,11 +68,14 @@ def define_flags() -> None:
   flags.DEFINE_list('experiments', None,
                     f'Run only these of {list(EXPERIMENTS)}.')
   flags.DEFINE_string('task', None,
-                      'The downstream task (topic, sentiment, author).')
+                      'The downstream task (topic, sentiment, author), or '
+                      "'suite': the corpus suite on the ladder of sizes "
+                      '(plans SUITE_FULL and SUITE_QUICK).')
 
 
 def plan_from_flags() -> 'miniature_lib.Plan':
-  """The plan (`FULL`, or `QUICK` with --quick) with the flags' overrides.
+  """The plan (`FULL`, or `QUICK` with --quick; `SUITE_FULL` and
+  `SUITE_QUICK` with --task=suite) with the flags' overrides.
 
   Raises:
     app.UsageError: an unknown size, experiment or task.
@@ -80,7 +83,11 @@ def plan_from_flags() -> 'miniature_lib.Plan':
   from prompt_tuning.experiments import miniature as miniature_lib  # pylint: disable=g-import-not-at-top
   from prompt_tuning.tasks import corpus_tasks  # pylint: disable=g-import-not-at-top
   values = flags.FLAGS
-  plan = miniature_lib.QUICK if values.quick else miniature_lib.FULL
+  if values.task == miniature_lib.SUITE:
+    plan = (miniature_lib.SUITE_QUICK if values.quick else
+            miniature_lib.SUITE_FULL)
+  else:
+    plan = miniature_lib.QUICK if values.quick else miniature_lib.FULL
   overrides = {}
   if values.sizes:
     unknown = set(values.sizes) - set(embedded.SIZES)
@@ -95,10 +102,11 @@ def plan_from_flags() -> 'miniature_lib.Plan':
                            'expected some of '
                            f'{list(miniature_lib.EXPERIMENTS)}')
     overrides['experiments'] = tuple(values.experiments)
-  if values.task:
+  if values.task and values.task != miniature_lib.SUITE:
     if values.task not in corpus_tasks.CORPUS_LABELS:
-      raise app.UsageError(f'--task: unknown {values.task!r}; expected one '
-                           f'of {sorted(corpus_tasks.CORPUS_LABELS)}')
+      raise app.UsageError(
+          f'--task: unknown {values.task!r}; expected one of '
+          f'{sorted(corpus_tasks.CORPUS_LABELS) + [miniature_lib.SUITE]}')
     overrides['task'] = values.task
   for name in ('seeds', 'train_steps', 'eval_examples'):
     value = getattr(values, name)
@@ -115,9 +123,9 @@ def main(argv: Sequence[str]) -> None:
   if not flags.FLAGS.output_dir:
     raise app.UsageError('--output_dir is required')
   logging.set_verbosity(logging.WARNING)
-  from prompt_tuning.experiments import miniature as miniature_lib  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.experiments import miniature_report  # pylint: disable=g-import-not-at-top
   plan = plan_from_flags()
-  written = miniature_lib.run_miniature(plan, flags.FLAGS.output_dir)
+  written = miniature_report.run_miniature(plan, flags.FLAGS.output_dir)
   print(pathlib.Path(written['report']).read_text())
   for name, path in sorted(written.items()):
     print(f'{name}: {path}')

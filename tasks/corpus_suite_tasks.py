@@ -9,6 +9,7 @@ claim, outing) and N in `corpus_tasks.TRAIN_SIZES` (32, 128, 512, 2048):
 | `corpus_suite_<task>`         | the same with `corpus_tasks.DEFAULT_TRAIN_SIZE` (128)         |
 | `corpus_suite[_n<N>]`         | mixture of the four, equal rates; its headline score is `suite_average` |
 | `..._sentinel`                | each of the above in the "+ sentinel" setting                 |
+| `corpus_suite_<task>_design`  | the task with `INSTRUCTIONS[task]` before every input: the prompt-design baseline (a frozen model given a text instruction, no training) |
 
 `register(prefix, knobs)` registers the same names under another prefix with
 other difficulty knobs, for calibration.
@@ -59,6 +60,16 @@ SUITE_LABELS: Mapping[str, Tuple[str, ...]] = types.MappingProxyType({
        for task, targets in TARGETS.items()},
     'qa': corpus.DAYS + corpus.COMPANIONS,
 })
+# Prompt design: the instruction a user would write before each input, in
+# the corpus's words where it has them (its label words included).
+INSTRUCTIONS: Mapping[str, str] = types.MappingProxyType({
+    'qa': 'Answer the question with a word of the review.',
+    'negation': 'Was the review positive or negative?',
+    'claim': 'Does the review support the claim? Answer agreed or not.',
+    'outing': 'Are the two reviews of the same outing, the same place on the '
+              'same day? Answer agreed or not.',
+})
+DESIGN_SUFFIX = '_design'
 # The metrics each task reports, all of which enter `suite_average`.
 REPORTED_METRICS: Mapping[str, Tuple[str, ...]] = types.MappingProxyType({
     task: ('f1', 'exact_match') if task == 'qa' else ('accuracy',)
@@ -71,6 +82,12 @@ def task_name(task: str, train_size: Optional[int] = None,
   if train_size is None:
     return f'{prefix}_{task}'
   return f'{prefix}_{task}_n{train_size}'
+
+
+def design_task_name(task: str, prefix: str = MIXTURE) -> str:
+  """The seqio name of a suite task with its instruction before each input
+  (`INSTRUCTIONS`): `<prefix>_<task>_design`."""
+  return task_name(task, prefix=prefix) + DESIGN_SUFFIX
 
 
 def mixture_name(train_size: Optional[int] = None,
@@ -89,7 +106,7 @@ def _examples(task: str, split: str, n: int,
 
 def _suite_fn(split: str, shuffle_files: bool, seed: Optional[int] = None, *,
               task: str, train_size: int, knobs: corpus_suite.Knobs,
-              name: str) -> tf.data.Dataset:
+              name: str, instruction: str = '') -> tf.data.Dataset:
   """seqio `FunctionDataSource` function of a suite task.
 
   NOTE: as for the corpus tasks, the examples always come from
@@ -101,7 +118,8 @@ def _suite_fn(split: str, shuffle_files: bool, seed: Optional[int] = None, *,
                      f'{list(corpus_tasks.SPLITS)}')
   n = train_size if split == 'train' else corpus_tasks.EVAL_SIZE
   examples = _examples(task, split, n, knobs)
-  features = {'inputs': [e['inputs'] for e in examples],
+  features = {'inputs': [f'{instruction} {e["inputs"]}' if instruction
+                         else e['inputs'] for e in examples],
               'targets': [e['targets'] for e in examples]}
   if task == 'qa':
     features['answers'] = [list(e['answers']) for e in examples]
@@ -169,23 +187,28 @@ def register(prefix: str = MIXTURE,
     The registered mixture names (`<prefix>[_n<N>]`, without sentinels).
   """
   features = corpus_tasks.output_features()
+
+  def add(name, task, size, instruction=''):
+    if task == 'qa':
+      postprocess_fn, metric_fns = postprocessors.squad, [metrics.squad]
+    else:
+      postprocess_fn = postprocessors.string_label_to_class_id(TARGETS[task])
+      metric_fns = [metrics.accuracy]
+    corpus_tasks.add_downstream_task(
+        name,
+        functools.partial(_suite_fn, task=task, train_size=size, knobs=knobs,
+                          name=name, instruction=instruction),
+        size, features, postprocess_fn, metric_fns)
+
+  for task in corpus_suite.TASKS:
+    add(design_task_name(task, prefix), task,
+        corpus_tasks.DEFAULT_TRAIN_SIZE, INSTRUCTIONS[task])
   mixtures = []
   for train_size in corpus_tasks.TRAIN_SIZES + (None,):
     size = (corpus_tasks.DEFAULT_TRAIN_SIZE if train_size is None
             else train_size)
     for task in corpus_suite.TASKS:
-      name = task_name(task, train_size, prefix)
-      if task == 'qa':
-        postprocess_fn, metric_fns = postprocessors.squad, [metrics.squad]
-      else:
-        postprocess_fn = postprocessors.string_label_to_class_id(
-            TARGETS[task])
-        metric_fns = [metrics.accuracy]
-      corpus_tasks.add_downstream_task(
-          name,
-          functools.partial(_suite_fn, task=task, train_size=size,
-                            knobs=knobs, name=name),
-          size, features, postprocess_fn, metric_fns)
+      add(task_name(task, train_size, prefix), task, size)
     mixtures.append(mixture_name(train_size, prefix))
     seqio.MixtureRegistry.add(
         mixtures[-1],

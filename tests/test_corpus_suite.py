@@ -247,3 +247,26 @@ def test_register_makes_a_variant_with_other_knobs():
       {corpus_suite_tasks.task_name(t, 32, prefix='test_suite_easy'):
        {'f1': 50.0, 'exact_match': 50.0, 'accuracy': 50.0}
        for t in TASKS}, prefix='test_suite_easy') == 50.0
+
+
+@pytest.mark.parametrize('task', TASKS)
+def test_design_tasks_put_the_instruction_before_the_same_examples(task,
+                                                                   vocab):
+  name = corpus_suite_tasks.design_task_name(task)
+  assert name == f'corpus_suite_{task}_design'
+  instruction = corpus_suite_tasks.INSTRUCTIONS[task]
+  design = seqio.get_mixture_or_task(name)
+  plain = seqio.get_mixture_or_task(corpus_suite_tasks.task_name(task))
+  assert design.metric_fns == plain.metric_fns
+  got = list(design.source.get_dataset('validation').take(3)
+             .as_numpy_iterator())
+  want = list(plain.source.get_dataset('validation').take(3)
+              .as_numpy_iterator())
+  for ex, expected in zip(got, want):
+    assert ex['inputs'].decode() == (
+        instruction + ' ' + expected['inputs'].decode())
+    assert ex['targets'] == expected['targets']
+  # The instruction's label words are the task's, as the corpus writes them.
+  for label in corpus_suite_tasks.SUITE_LABELS.get(task, ())[:2]:
+    if task != 'qa':
+      assert re.search(r'\b%s\b' % label, instruction), (label, instruction)

@@ -11,6 +11,7 @@ import commands
 from prompt_tuning.checkpoints import embedded
 from prompt_tuning.cli import config_check
 from prompt_tuning.experiments import miniature
+from prompt_tuning.experiments import miniature_report
 
 # XLA's optimisations off: see conftest.fast_compiles.
 pytestmark = pytest.mark.usefixtures('fast_compiles')
@@ -44,10 +45,12 @@ def test_full_plan_covers_the_papers_experiments():
   assert len(unique) < sum(len(v) for v in runs.values())
 
 
-def test_every_run_of_the_full_plan_passes_the_dry_run(tmp_path):
+@pytest.mark.parametrize('plan_name', ['FULL', 'SUITE_QUICK'])
+def test_every_run_of_the_plan_passes_the_dry_run(plan_name, tmp_path):
+  plan = getattr(miniature, plan_name)
   configs = []
-  for run in _unique(miniature.FULL):
-    files, bindings = miniature.gin_arguments(miniature.FULL, run,
+  for run in _unique(plan):
+    files, bindings = miniature.gin_arguments(plan, run,
                                               str(tmp_path / run.name))
     configs.append(config_check.config_from_args(
         [f'--gin_file={f}' for f in files] +
@@ -56,6 +59,82 @@ def test_every_run_of_the_full_plan_passes_the_dry_run(tmp_path):
   estimates, failures = config_check.run_configs(configs)
   assert not failures, failures
   assert len(estimates) == len(configs)
+
+
+def test_suite_plan_runs_every_setting_on_every_suite_task():
+  from prompt_tuning.tasks import corpus_suite  # pylint: disable=g-import-not-at-top
+  plan = miniature.SUITE_FULL
+  assert plan.sizes == embedded.SIZES and len(plan.sizes) >= 4
+  runs = miniature.plan_runs(plan)
+  assert set(runs) == set(miniature.EXPERIMENTS)
+  for name, experiment in runs.items():
+    by_setting = {}
+    for run in experiment:
+      by_setting.setdefault(run.setting, set()).add(run.suite_task)
+    assert all(tasks == set(corpus_suite.TASKS)
+               for tasks in by_setting.values()), name
+  # Figure 1: three methods at every size; prompt design trains nothing, so
+  # one seed of it.
+  figure1 = {(r.method, r.size, r.seed) for r in runs['figure1']}
+  assert figure1 == {(m, z, s) for m in ('prompt tuning', 'model tuning')
+                     for z in plan.sizes for s in range(plan.seeds)} | {
+                         (miniature.DESIGN, z, 0) for z in plan.sizes}
+  unique = _unique(plan)
+  assert len({r.name for r in unique}) == len(unique)
+  # The corpus-task plans are unchanged by the suite's.
+  assert all(r.suite_task is None for r in _unique(miniature.FULL))
+  assert miniature.FULL.sizes == ('tiny', 'small')
+
+
+def test_design_runs_evaluate_the_instructed_task_without_training(tmp_path):
+  plan = miniature.SUITE_FULL
+  run = miniature.Run(method=miniature.DESIGN, size='base',
+                      suite_task='claim')
+  files, bindings = miniature.gin_arguments(plan, run, str(tmp_path))
+  assert files[0] == 'corpus/prompt_tune.gin'
+  for binding in ("MIXTURE_OR_TASK_NAME = 'corpus_suite_claim_design'",
+                  'TRAIN_STEPS = 0', 'trainer.train.eval_zero_shot = True',
+                  'trainer.train.eval_before_training = False'):
+    assert binding in bindings
+  assert len([b for b in bindings if b.startswith('TRAIN_STEPS')]) == 1
+  tuned = dataclasses.replace(run, method='prompt tuning')
+  _, bindings = miniature.gin_arguments(plan, tuned, str(tmp_path))
+  assert "MIXTURE_OR_TASK_NAME = 'corpus_suite_claim'" in bindings
+  assert "CLASS_LABELS = ['not', 'agreed']" in bindings
+  assert 'trainer.train.eval_zero_shot = False' in bindings
+
+
+def test_design_and_suite_tasks_need_the_suite():
+  with pytest.raises(ValueError, match="'prompt design' needs the suite"):
+    dataclasses.replace(miniature.FULL,
+                        figure1_methods=('prompt tuning', miniature.DESIGN))
+  with pytest.raises(ValueError, match='suite_tasks'):
+    dataclasses.replace(miniature.FULL, suite_tasks=('qa',))
+
+
+def test_suite_averages_are_the_mean_over_tasks_per_setting_and_seed():
+  plan = dataclasses.replace(miniature.SUITE_FULL,
+                             suite_tasks=('qa', 'claim'))
+  records = [
+      _record('prompt tuning', 'tiny', 10.0, suite_task='qa'),
+      _record('prompt tuning', 'tiny', 70.0, suite_task='claim'),
+      _record('prompt tuning', 'tiny', 20.0, suite_task='qa', seed=1),
+      _record('prompt tuning', 'tiny', 90.0, suite_task='claim', seed=1),
+      # A setting missing a task is left out, not averaged over one task.
+      _record('model tuning', 'tiny', 99.0, suite_task='qa'),
+  ]
+  averages = miniature_report.suite_averages(plan, records)
+  assert sorted((a['run']['seed'], a['score']) for a in averages) == [
+      (0, 40.0), (1, 55.0)]
+  assert all(a['run']['suite_task'] is None for a in averages)
+  assert averages[0]['tasks'] == {'qa': 10.0, 'claim': 70.0}
+  table = miniature_report.suite_task_table(plan, averages)
+  assert ('| tiny | prompt tuning | 2 | 15.0 ± 7.1 | 80.0 ± 14.1 | '
+          '47.5 ± 10.6 |') in table
+  assert 'model tuning' not in table
+  # A corpus task's records are their own averages.
+  assert [a['score'] for a in miniature_report.suite_averages(
+      miniature.FULL, records[:2])] == [10.0, 70.0]
 
 
 @pytest.mark.parametrize('run, expected', [
@@ -99,12 +178,12 @@ def test_findings_state_the_measured_differences():
       _record('from scratch', 'small', 30.0, train_size=32),
       _record('prompt tuning', 'small', 70.0, train_size=32),
   ]
-  text = miniature.findings(plan, records, None)
+  text = miniature_report.findings(plan, records, None)
   # Figure 1: tiny 40 - 90, small mean(80, 90) - 95.
   assert 'tiny -50.0, small -10.0' in text
   assert 'random_uniform 60.0' in text and 'from_class_labels 85.0' in text
   assert '32 examples: prompt tuning 70.0, from scratch 30.0' in text
-  table = miniature.data_size_table(plan, records)
+  table = miniature_report.data_size_table(plan, records)
   assert '| 32 | 70.0 | n/a | 30.0 |' in table
 
 
@@ -120,45 +199,75 @@ def test_bad_flags_exit_non_zero_naming_the_value(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_miniature_end_to_end(tmp_path):
+def test_tiny_suite_miniature_end_to_end(tmp_path):
+  # The suite plan with every experiment, shrunk: one size, two of the
+  # suite's tasks (a span task and a label task), two steps a run.
   plan = dataclasses.replace(
-      miniature.FULL, sizes=('tiny',), seeds=1, train_steps=2,
-      eval_examples=32, inits=('random_uniform', 'from_class_labels'),
-      prompt_lengths=(20,),
+      miniature.SUITE_FULL, sizes=('tiny',), seeds=1, train_steps=2,
+      eval_examples=16, suite_tasks=('qa', 'claim'),
+      inits=('random_uniform', 'from_class_labels'), prompt_lengths=(20,),
       objectives=(('span_corruption', True), ('lm_adapted_long', False)),
       ensemble_prompts=2, data_size_train_sizes=(32,),
       data_size_methods=('prompt tuning', 'from scratch'), main_size='tiny')
-  written = miniature.run_miniature(plan, str(tmp_path))
+  written = miniature_report.run_miniature(plan, str(tmp_path))
   report = (tmp_path / 'report.md').read_text()
   summary = json.loads((tmp_path / 'miniature.json').read_text())
   # A second invocation reuses every finished run.
-  again = miniature.run_miniature(plan, str(tmp_path))
-  assert {'report', 'summary', 'data_size'} <= set(written)
-  for name in ('figure1_corpus_topic', 'figure3_corpus_topic'):
-    assert name in written
+  again = miniature_report.run_miniature(plan, str(tmp_path))
+  assert {'report', 'summary', 'data_size', 'figure1_corpus_suite',
+          'figure3_corpus_suite'} <= set(written)
+  for task in ('qa', 'claim'):  # The report's figures of each task.
+    assert f'figure1_corpus_suite_{task}' in written
   for path in written.values():
     assert (tmp_path / path.split('/')[-1]).stat().st_size > 0
-  for heading in ('Prompt ensemble (Table 3-like)',
-                  'Training-set size', 'The miniature against the paper',
-                  'Run time'):
+  for heading in ('Figure 1 on the suite average',
+                  'Figure 3 on the suite average',
+                  'Prompt ensemble (Table 3-like)', 'Training-set size',
+                  'The miniature against the paper', 'Run time'):
     assert heading in report
-  # Every setting ran once and has a score in [0, 100].
-  assert len(summary['runs']) == len(_unique(plan)) == 7
+  # Every setting ran once per task and has a score in [0, 100]; the
+  # design runs trained nothing.
+  assert len(summary['runs']) == len(_unique(plan)) == 2 * 8
   names = [r['name'] for r in summary['runs']]
   assert len(names) == len(set(names))
   assert all(0.0 <= r['score'] <= 100.0 for r in summary['runs'])
+  design = [r for r in summary['runs']
+            if r['run']['method'] == miniature.DESIGN]
+  assert len(design) == 2
+  for record in design:
+    run_record = json.loads(
+        (tmp_path / 'runs' / record['name'] / 'run.json').read_text())
+    assert run_record['step'] == run_record['train_steps'] == 0
+    assert run_record['mixture_or_task_name'].endswith('_design')
+  qa = next(r for r in summary['runs'] if r['run']['suite_task'] == 'qa')
+  assert set(qa['metrics']) == {'f1', 'exact_match'}
+  assert qa['score'] == pytest.approx(
+      (qa['metrics']['f1'] + qa['metrics']['exact_match']) / 2)
+  # The suite averages: one per setting and seed, the mean of its tasks.
+  averages = summary['suite_averages']
+  assert len(averages) == 8
+  for average in averages:
+    assert average['score'] == pytest.approx(
+        sum(average['tasks'].values()) / 2)
+  row = next(a for a in averages if a['run']['method'] == miniature.DESIGN)
+  assert (f"| tiny | prompt design | 1 | {row['tasks']['qa']:.1f} | "
+          f"{row['tasks']['claim']:.1f} | {row['score']:.1f} |") in report
+  assert 'prompt tuning − prompt design by size: tiny ' in report
   assert any(r['run']['sentinel'] for r in summary['runs'])
-  # The + sentinel runs are drawn in the task's figure, not a task of their
-  # own.
-  assert 'figure3_corpus_topic_sentinel' not in written
   assert re.search(r'span corruption \+ sentinel', report)
   run_minutes = sum(r['seconds'] for r in summary['runs']) / 60
   assert f'{run_minutes:.1f} minutes of training run time' in report
-  ensembled = json.loads((tmp_path / 'ensemble' / 'ensemble.json').read_text())
-  scores = {k: ensembled['corpus_topic'][k] for k in ('average', 'ensemble')}
-  assert (f"average {scores['average']['accuracy']:.1f}, best "
-          in report)
-  assert f"ensemble {scores['ensemble']['accuracy']:.1f} |" in report
+  # One ensemble per suite task; Table 3's row is their mean.
+  scores = {}
+  for task in ('qa', 'claim'):
+    ensembled = json.loads(
+        (tmp_path / 'ensemble' / task / 'ensemble.json').read_text())
+    (task_summary,) = ensembled.values()
+    for key in ('average', 'ensemble'):
+      values = task_summary[key].values()
+      scores.setdefault(key, []).append(sum(values) / len(values))
+  assert (f"average {sum(scores['average']) / 2:.1f}, best " in report)
+  assert f"ensemble {sum(scores['ensemble']) / 2:.1f} |" in report
   rerun = json.loads((tmp_path / 'miniature.json').read_text())
   assert [r['seconds'] for r in rerun['runs']] == [
       r['seconds'] for r in summary['runs']]

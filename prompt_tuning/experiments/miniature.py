@@ -1,6 +1,7 @@
-"""The paper in miniature, as a library: the plan, its runs, the
-training-set-size control and the findings (`python -m prompt_tuning.miniature`
-runs it; its docstring describes the experiments and what is written).
+"""The paper in miniature, as a library: the plan and its runs
+(`miniature_report.py` scores them and writes the report;
+`python -m prompt_tuning.miniature` runs it, and its docstring describes the
+experiments and what is written).
 
 Every run but the ensemble is `python -m prompt_tuning.train`'s job, run in
 this process with the same gin files; a run that finished before (its
@@ -10,7 +11,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import statistics
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -18,16 +18,27 @@ from absl import logging
 
 from prompt_tuning.checkpoints import embedded
 from prompt_tuning.checkpoints import run_dir
-from prompt_tuning.experiments import reports
-from prompt_tuning.experiments import runs as runs_lib
-from prompt_tuning.utils import tables
 
 METHODS = ('prompt tuning', 'model tuning', 'from scratch')
+# The paper's prompt-design baseline (GPT-3 in Figure 1): the frozen model
+# given a text instruction before each input, nothing trained. Only the
+# suite's tasks have instructions (`corpus_suite_tasks.INSTRUCTIONS`).
+DESIGN = 'prompt design'
 _METHOD_GIN = {'prompt tuning': 'corpus/prompt_tune.gin',
                'model tuning': 'corpus/model_tune.gin',
-               'from scratch': 'corpus/from_scratch.gin'}
+               'from scratch': 'corpus/from_scratch.gin',
+               # Evaluated as the trainer's zero-shot evaluation (the model
+               # without its prompt) after 0 steps.
+               DESIGN: 'corpus/prompt_tune.gin'}
 _METHOD_SLUG = {'prompt tuning': 'pt', 'model tuning': 'mt',
-                'from scratch': 'scratch'}
+                'from scratch': 'scratch', DESIGN: 'design'}
+# `Plan.task` of the corpus suite (`tasks/corpus_suite.py`): every setting
+# runs once per suite task, and its score is the suite average, the mean
+# over tasks of each task's score (as `corpus_suite_tasks.suite_average`).
+SUITE = 'suite'
+# Inputs of the design runs: the instruction comes on top of the longest
+# suite input (123 tokens), and an evaluation-only run can afford more.
+_DESIGN_INPUT_LENGTH = 192
 INITS = ('random_uniform', 'from_sampled_vocab', 'from_class_labels')
 # (kind of frozen model, '+ sentinel' at tuning time), Figure 3(c, d) order.
 OBJECTIVES = (('span_corruption', False), ('span_corruption', True),
@@ -49,6 +60,8 @@ class Run:
   init: str = 'from_class_labels'
   train_size: Optional[int] = None  # None: the task's default size
   seed: int = 0
+  # The suite task of a `SUITE` plan's run; None otherwise.
+  suite_task: Optional[str] = None
 
   @property
   def name(self) -> str:
@@ -60,8 +73,15 @@ class Run:
       parts += [f'p{self.prompt_length}', self.init]
     if self.train_size is not None:
       parts.append(f'n{self.train_size}')
+    if self.suite_task is not None:
+      parts.append(self.suite_task)
     parts.append(f's{self.seed}')
     return '-'.join(parts)
+
+  @property
+  def setting(self) -> 'Run':
+    """The run without its suite task: what the suite average is over."""
+    return dataclasses.replace(self, suite_task=None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +103,32 @@ class Plan:
   data_size_train_sizes: Tuple[int, ...] = (32, 128, 512, 2048)
   data_size_methods: Tuple[str, ...] = METHODS
   experiments: Tuple[str, ...] = EXPERIMENTS
+  # Figure 1's lines; `DESIGN` needs the suite.
+  figure1_methods: Tuple[str, ...] = ('prompt tuning', 'model tuning')
+  # A `SUITE` plan's tasks (None: all of `corpus_suite.TASKS`).
+  suite_tasks: Optional[Tuple[str, ...]] = None
+
+  def __post_init__(self):
+    if DESIGN in self.figure1_methods and self.task != SUITE:
+      raise ValueError(f'miniature.Plan: {DESIGN!r} needs the suite '
+                       f"(task={SUITE!r}), whose tasks have instructions; "
+                       f'task is {self.task!r}')
+    if self.suite_tasks is not None and self.task != SUITE:
+      raise ValueError(f'miniature.Plan: suite_tasks={self.suite_tasks} with '
+                       f'task={self.task!r}; expected task={SUITE!r}')
+
+  @property
+  def tasks(self) -> Tuple[Optional[str], ...]:
+    """The suite tasks each setting runs on ((None,) for a corpus task)."""
+    if self.task != SUITE:
+      return (None,)
+    from prompt_tuning.tasks import corpus_suite  # pylint: disable=g-import-not-at-top
+    return self.suite_tasks or corpus_suite.TASKS
+
+  @property
+  def task_label(self) -> str:
+    """How the report names the plan's task."""
+    return 'corpus_suite' if self.task == SUITE else f'corpus_{self.task}'
 
 
 FULL = Plan()
@@ -92,6 +138,15 @@ QUICK = Plan(sizes=('tiny', 'small'), seeds=1, train_steps=50,
              objectives=(('span_corruption', False),
                          ('lm_adapted_long', False)),
              ensemble_prompts=3, data_size_train_sizes=(32, 512))
+# The power of scale on the ladder: the suite, every size, prompt design in
+# Figure 1 (the run time is stated in docs/miniature.md, as measured).
+SUITE_FULL = dataclasses.replace(
+    FULL, task=SUITE, sizes=embedded.SIZES, seeds=3, train_steps=300,
+    figure1_methods=('prompt tuning', 'model tuning', DESIGN))
+SUITE_QUICK = dataclasses.replace(
+    QUICK, task=SUITE, sizes=('tiny', 'base'), train_steps=50,
+    eval_examples=100, figure1_methods=SUITE_FULL.figure1_methods,
+    experiments=('figure1', 'prompt_length', 'init', 'objective'))
 
 
 def plan_runs(plan: Plan) -> Dict[str, List[Run]]:
@@ -102,8 +157,9 @@ def plan_runs(plan: Plan) -> Dict[str, List[Run]]:
   if 'figure1' in plan.experiments:
     runs['figure1'] = [Run(method=m, size=z, seed=s)
                        for z in plan.sizes
-                       for m in ('prompt tuning', 'model tuning')
-                       for s in seeds]
+                       for m in plan.figure1_methods
+                       # Prompt design trains nothing: one seed.
+                       for s in (seeds if m != DESIGN else (0,))]
   if 'prompt_length' in plan.experiments:
     runs['prompt_length'] = [Run(size=z, prompt_length=p, seed=s)
                              for z in plan.sizes
@@ -122,21 +178,41 @@ def plan_runs(plan: Plan) -> Dict[str, List[Run]]:
     runs['data_size'] = [Run(method=m, size=plan.main_size, train_size=n)
                          for n in plan.data_size_train_sizes
                          for m in plan.data_size_methods]
-  return runs
+  return {name: [dataclasses.replace(r, suite_task=t)
+                 for r in settings for t in plan.tasks]
+          for name, settings in runs.items()}
 
 
 def task_name(plan: Plan, run: Run) -> str:
-  """The seqio task a run trains on."""
-  from prompt_tuning.tasks import corpus_tasks  # pylint: disable=g-import-not-at-top
-  name = corpus_tasks.task_name(plan.task, run.train_size)
+  """The seqio task a run trains on (a design run: evaluates on)."""
+  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.tasks import corpus_suite_tasks
+  from prompt_tuning.tasks import corpus_tasks
+  # pylint: enable=g-import-not-at-top
+  if plan.task != SUITE:
+    name = corpus_tasks.task_name(plan.task, run.train_size)
+  elif run.method == DESIGN:
+    return corpus_suite_tasks.design_task_name(run.suite_task)
+  else:
+    name = corpus_suite_tasks.task_name(run.suite_task, run.train_size)
   return name + '_sentinel' if run.sentinel else name
+
+
+def class_labels(plan: Plan, run: Run) -> List[str]:
+  """The bare label words of a run's task (the class-label init's)."""
+  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.tasks import corpus_suite_tasks
+  from prompt_tuning.tasks import corpus_tasks
+  # pylint: enable=g-import-not-at-top
+  if plan.task == SUITE:
+    return list(corpus_suite_tasks.SUITE_LABELS[run.suite_task])
+  return list(corpus_tasks.CORPUS_LABELS[plan.task])
 
 
 def gin_arguments(plan: Plan, run: Run, model_dir: str
                   ) -> Tuple[List[str], List[str]]:
   """The gin files and bindings of `python -m prompt_tuning.train` for a run.
   """
-  from prompt_tuning.tasks import corpus_tasks  # pylint: disable=g-import-not-at-top
   files = [_METHOD_GIN[run.method], f'corpus/sizes/{run.size}.gin']
   bindings = [f'MODEL_DIR = {model_dir!r}',
               f'MIXTURE_OR_TASK_NAME = {task_name(plan, run)!r}',
@@ -148,9 +224,9 @@ def gin_arguments(plan: Plan, run: Run, model_dir: str
   if run.method != 'from scratch':
     path = embedded.corpus_checkpoint_path(run.size, run.kind)
     bindings.append(f'INITIAL_CHECKPOINT_PATH = {path!r}')
-  if run.method == 'prompt tuning':
+  if run.method in ('prompt tuning', DESIGN):
     files.append(f'prompts/{run.init}.gin')
-    labels = list(corpus_tasks.CORPUS_LABELS[plan.task])
+    labels = class_labels(plan, run)
     bindings += [f'PROMPT_LENGTH = {run.prompt_length}',
                  f'CLASS_LABELS = {labels!r}',
                  # A prompt shorter than the label set starts from its first
@@ -158,7 +234,17 @@ def gin_arguments(plan: Plan, run: Run, model_dir: str
                  'prompts.from_class_labels.class_labels = '
                  f'{labels[:run.prompt_length]!r}',
                  'trainer.train.eval_before_training = False',
-                 'trainer.train.eval_zero_shot = False']
+                 f'trainer.train.eval_zero_shot = {run.method == DESIGN}']
+  if run.method == DESIGN:
+    # Nothing trains: the zero-shot evaluation (the frozen model without
+    # the prompt) of the instructed inputs is the run.
+    bindings = [b for b in bindings
+                if not b.startswith(('TRAIN_STEPS', 'EVAL_PERIOD',
+                                     'trainer.train.checkpoint_period'))]
+    bindings += ['TRAIN_STEPS = 0', 'EVAL_PERIOD = 1',
+                 'trainer.train.checkpoint_period = 1',
+                 "TASK_FEATURE_LENGTHS = {'inputs': %d, 'targets': 8}"
+                 % _DESIGN_INPUT_LENGTH]
   return files, bindings
 
 
@@ -166,11 +252,14 @@ def train_run(plan: Plan, run: Run, output_dir: str) -> Dict[str, Any]:
   """Trains one run in this process (unless it finished before).
 
   Returns:
-    {'run': the setting, 'model_dir', 'score' (final validation accuracy,
-    %), 'seconds'}, also in MODEL_DIR/miniature.json.
+    {'run': the setting, 'model_dir', 'score' (the final validation
+    evaluation's selection score, the mean of the task's metrics: accuracy,
+    or F1 and exact match for the suite's qa; %), 'metrics' (those metrics),
+    'seconds'}, also in MODEL_DIR/miniature.json.
   """
   import gin  # pylint: disable=g-import-not-at-top
   from prompt_tuning.cli import gin_utils  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.training import evaluation  # pylint: disable=g-import-not-at-top
   from prompt_tuning.training import trainer  # pylint: disable=g-import-not-at-top
   model_dir = os.path.join(output_dir, 'runs', run.name)
   record_path = pathlib.Path(model_dir) / RUN_FILE
@@ -191,11 +280,13 @@ def train_run(plan: Plan, run: Run, output_dir: str) -> Dict[str, Any]:
   result = gin.get_configurable(trainer.train)()
   gin_utils.summarize_gin_config(model_dir)
   gin.clear_config()
-  final = result.eval_history[-1]['metrics']
+  final = (result.zero_shot_metrics if run.method == DESIGN else
+           result.eval_history[-1]['metrics'])
   (metrics,) = final.values()
   record = {'run': dataclasses.asdict(run), 'name': run.name,
             'budget': budget, 'model_dir': model_dir,
-            'score': float(metrics['accuracy']),
+            'score': evaluation.selection_score(final),
+            'metrics': {k: float(v) for k, v in metrics.items()},
             'seconds': time.time() - start}
   from prompt_tuning.utils import files  # pylint: disable=g-import-not-at-top
   files.atomic_write_bytes(
@@ -205,12 +296,14 @@ def train_run(plan: Plan, run: Run, output_dir: str) -> Dict[str, Any]:
 
 def run_ensemble(plan: Plan, records: Sequence[Mapping[str, Any]],
                  output_dir: str) -> str:
-  """Ensembles the prompts of `records` (one setting, several seeds);
-  returns the ensemble report's JSON path."""
+  """Ensembles the prompts of `records` (one setting and task, several
+  seeds); returns the ensemble report's JSON path (`ensemble/`, or
+  `ensemble/<suite task>/` in a suite plan)."""
   import gin  # pylint: disable=g-import-not-at-top
   from prompt_tuning.serving import ensemble  # pylint: disable=g-import-not-at-top
   from prompt_tuning.cli import gin_utils  # pylint: disable=g-import-not-at-top
-  ensemble_dir = os.path.join(output_dir, 'ensemble')
+  ensemble_dir = os.path.join(output_dir, 'ensemble',
+                              records[0]['run']['suite_task'] or '')
   report = os.path.join(ensemble_dir, ensemble.REPORT_JSON)
   if os.path.exists(report):
     return report
@@ -231,251 +324,3 @@ def run_ensemble(plan: Plan, records: Sequence[Mapping[str, Any]],
   gin.get_configurable(ensemble.evaluate_ensemble)()
   gin.clear_config()
   return report
-
-
-# ---------------------------------------------------------------------------
-# Aggregates, the control and the findings.
-# ---------------------------------------------------------------------------
-
-
-def _stat(records: Sequence[Mapping[str, Any]]) -> Tuple[float, float, int]:
-  """Mean and sample std (0 for one run) of the scores (%)."""
-  scores = [r['score'] for r in records]
-  std = statistics.stdev(scores) if len(scores) > 1 else 0.0
-  return statistics.fmean(scores), std, len(scores)
-
-
-def _cell(records: Sequence[Mapping[str, Any]]) -> str:
-  if not records:
-    return 'n/a'
-  mean, std, n = _stat(records)
-  return f'{mean:.1f} ± {std:.1f}' if n > 1 else f'{mean:.1f}'
-
-
-def _select(records: Sequence[Mapping[str, Any]], **setting
-            ) -> List[Mapping[str, Any]]:
-  return [r for r in records
-          if all(r['run'][k] == v for k, v in setting.items())]
-
-
-def _mean(records, **setting) -> Optional[float]:
-  chosen = _select(records, **setting)
-  return _stat(chosen)[0] if chosen else None
-
-
-def data_size_table(plan: Plan, records: Sequence[Mapping[str, Any]]) -> str:
-  """Validation accuracy against the number of training examples."""
-  methods = [m for m in METHODS if _select(records, method=m)]
-  rows = [[n] + [_cell(_select(records, method=m, train_size=n))
-                 for m in methods]
-          for n in plan.data_size_train_sizes]
-  return tables.markdown_table(['training examples'] + methods, rows,
-                               align='r' * (1 + len(methods)))
-
-
-def plot_data_size(plan: Plan, records: Sequence[Mapping[str, Any]],
-                   path: str) -> None:
-  """Accuracy against training-set size (log axis), one line per method."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(6.4, 4.4))
-  # Distinct markers and line styles: equal scores (all at 100%) would
-  # otherwise hide one method's line under another's.
-  styles = (('o', '-', 9), ('s', '--', 6), ('^', ':', 5))
-  for method, (marker, line, size) in zip(METHODS, styles):
-    points = [(n, _mean(records, method=method, train_size=n))
-              for n in plan.data_size_train_sizes]
-    points = [(n, y) for n, y in points if y is not None]
-    if points:
-      ax.plot(*zip(*points), marker=marker, linestyle=line, markersize=size,
-              label=method)
-  ax.set_xscale('log', base=2)
-  ax.set_xlabel('training examples')
-  ax.set_ylabel('validation accuracy (%)')
-  ax.set_ylim(0, 102)
-  ax.set_title(f'corpus_{plan.task}: accuracy vs training-set size '
-               f'({plan.train_steps} steps)')
-  ax.grid(alpha=0.3)
-  ax.legend(loc='lower right')
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-
-
-def _points(values: Sequence[Tuple[str, Optional[float]]]) -> str:
-  return ', '.join(f'{name} {value:.1f}' for name, value in values
-                   if value is not None) or 'not run'
-
-
-def findings(plan: Plan, records: Sequence[Mapping[str, Any]],
-             ensemble_report: Optional[runs_lib.EnsembleReport]) -> str:
-  """Each of the paper's claims next to what this run measured.
-
-  The right column is computed from the runs (mean validation accuracy, %);
-  it states the comparison, whatever its direction.
-  """
-  rows = []
-
-  def by_size(**setting):
-    return [(size, _mean(records, size=size, **setting))
-            for size in plan.sizes]
-
-  def difference(a, b):
-    pairs = [(size, x - y) for (size, x), (_, y) in zip(a, b)
-             if x is not None and y is not None]
-    return ', '.join(f'{size} {d:+.1f}' for size, d in pairs) or 'not run'
-
-  if 'figure1' in plan.experiments:
-    prompt = by_size(method='prompt tuning', prompt_length=20,
-                     init='from_class_labels', kind=embedded.DEFAULT_KIND,
-                     sentinel=False, train_size=None)
-    model = by_size(method='model tuning', train_size=None)
-    rows.append(('Figure 1: prompt tuning closes the gap to model tuning as '
-                 'the model grows (matches it at XXL)',
-                 'prompt − model tuning by size: ' +
-                 difference(prompt, model)))
-  if 'prompt_length' in plan.experiments and len(plan.prompt_lengths) > 1:
-    lengths = sorted(plan.prompt_lengths)
-    cells = []
-    for size in plan.sizes:
-      values = [(f'P={p}', _mean(records, method='prompt tuning', size=size,
-                                 prompt_length=p, init='from_class_labels',
-                                 kind=embedded.DEFAULT_KIND, sentinel=False,
-                                 train_size=None)) for p in lengths]
-      cells.append(f'{size}: {_points(values)}')
-    rows.append(('Figure 3(a): 20+ tokens give a large boost over 1; beyond '
-                 '20 the gains are marginal', '; '.join(cells)))
-  if 'init' in plan.experiments and len(plan.inits) > 1:
-    cells = []
-    for size in plan.sizes:
-      values = [(init, _mean(records, method='prompt tuning', size=size,
-                             prompt_length=20, init=init,
-                             kind=embedded.DEFAULT_KIND, sentinel=False,
-                             train_size=None)) for init in plan.inits]
-      cells.append(f'{size}: {_points(values)}')
-    rows.append(('Figure 3(b): class-label init beats sampled vocab, which '
-                 'beats random uniform; the gap closes with size',
-                 '; '.join(cells)))
-  if 'objective' in plan.experiments and len(plan.objectives) > 1:
-    cells = []
-    for size in plan.sizes:
-      values = [(kind + (' + sentinel' if sentinel else ''),
-                 _mean(records, method='prompt tuning', size=size,
-                       prompt_length=20, init='from_class_labels', kind=kind,
-                       sentinel=sentinel, train_size=None))
-                for kind, sentinel in plan.objectives]
-      cells.append(f'{size}: {_points(values)}')
-    rows.append(('Figure 3(c, d): span corruption makes a poor frozen model, '
-                 '+ sentinel helps a little, LM adaptation helps most, more '
-                 'adaptation is better', '; '.join(cells)))
-  if ensemble_report:
-    def accuracy(metrics):
-      (task_metrics,) = metrics.values()
-      return task_metrics['accuracy']
-    rows.append(('Table 3: the ensemble beats the average and the best of '
-                 'its prompts',
-                 f'average {accuracy(ensemble_report.average):.1f}, best '
-                 f'{accuracy(ensemble_report.best):.1f}, ensemble '
-                 f'{accuracy(ensemble_report.ensemble):.1f}'))
-  if 'data_size' in plan.experiments:
-    cells = []
-    for n in plan.data_size_train_sizes:
-      values = [(m, _mean(records, method=m, train_size=n))
-                for m in plan.data_size_methods]
-      cells.append(f'{n} examples: {_points(values)}')
-    rows.append(('(the control) pretraining matters: with few examples the '
-                 'prompted frozen model beats the architecture trained from '
-                 'scratch', '; '.join(cells)))
-  return tables.markdown_table(
-      ['the paper', 'this run (validation accuracy, %)'], rows)
-
-
-def _times_table(records: Sequence[Mapping[str, Any]]) -> str:
-  by_method = {}
-  for r in records:
-    by_method.setdefault((r['run']['method'], r['run']['size']),
-                         []).append(r['seconds'])
-  rows = [[method, size, len(seconds), f'{statistics.fmean(seconds):.1f}']
-          for (method, size), seconds in sorted(by_method.items())]
-  return tables.markdown_table(
-      ['method', 'size', 'runs', 'mean seconds per run'], rows, align='llrr')
-
-
-# ---------------------------------------------------------------------------
-# The command.
-# ---------------------------------------------------------------------------
-
-
-def run_miniature(plan: Plan, output_dir: str) -> Dict[str, str]:
-  """Runs the plan's experiments and writes the report; returns the paths
-  written (as `reports.write_report`, plus 'data_size' and
-  'summary')."""
-  start = time.time()
-  experiments = plan_runs(plan)
-  unique = list(dict.fromkeys(r for runs in experiments.values()
-                              for r in runs))
-  records = {}
-  for i, run in enumerate(unique):
-    print(f'[{i + 1}/{len(unique)}] {run.name}', flush=True)
-    records[run] = train_run(plan, run, output_dir)
-    print(f'    accuracy {records[run]["score"]:.1f}%  '
-          f'({records[run]["seconds"]:.0f} s; '
-          f'{time.time() - start:.0f} s so far)', flush=True)
-  all_records = list(records.values())
-
-  paths = [records[r]['model_dir'] for name, runs in experiments.items()
-           if name != 'data_size' for r in runs]
-  ensemble_report = None
-  if 'ensemble' in experiments:
-    print('ensembling', len(experiments['ensemble']), 'prompts', flush=True)
-    ensemble_path = run_ensemble(
-        plan, [records[r] for r in experiments['ensemble']], output_dir)
-    paths.append(ensemble_path)
-    ensemble_report = runs_lib.read_ensemble_report(ensemble_path)
-  if paths:
-    written = reports.write_report(list(dict.fromkeys(paths)), output_dir)
-    sections = [pathlib.Path(written['report']).read_text()]
-  else:
-    written = {'report': os.path.join(output_dir, reports.REPORT_FILE)}
-    sections = ['# Prompt-tuning report\n']
-  if 'data_size' in experiments:
-    size_records = [records[r] for r in experiments['data_size']]
-    figure = f'data_size_corpus_{plan.task}.png'
-    plot_data_size(plan, size_records, os.path.join(output_dir, figure))
-    written['data_size'] = os.path.join(output_dir, figure)
-    sections += [
-        '## Training-set size: pretraining against the from-scratch control\n',
-        f'corpus_{plan.task}, model size {plan.main_size}, '
-        f'{plan.train_steps} steps each, final validation accuracy (%). '
-        'Prompt tuning and model tuning start from the frozen LM-adapted '
-        'model; "from scratch" trains the same architecture from random '
-        'weights on the same examples for the same number of steps '
-        '(each of its steps costs more than a prompt-tuning step, so it '
-        'gets more time, not less).\n',
-        data_size_table(plan, size_records),
-        f'![accuracy vs training-set size]({figure})\n']
-  sections += ['## The miniature against the paper\n',
-               'Each claim of the paper next to what these runs measured '
-               '(mean over seeds). Where they disagree, the runs are '
-               'reported as they are.\n',
-               findings(plan, all_records, ensemble_report)]
-  elapsed = time.time() - start
-  run_seconds = sum(r['seconds'] for r in all_records)
-  sections += ['## Run time\n',
-               f'{len(unique)} training runs (plus the ensemble), '
-               f'{plan.train_steps} steps each, on {os.cpu_count()} CPU '
-               f'cores: {run_seconds / 60:.1f} minutes of training run time '
-               'in all (each run timed where it ran; runs reused from an '
-               'earlier invocation keep their original time); this '
-               f'invocation took {elapsed / 60:.1f} minutes.\n',
-               _times_table(all_records)]
-  from prompt_tuning.utils import files  # pylint: disable=g-import-not-at-top
-  files.atomic_write_bytes(written['report'],
-                                 '\n'.join(sections).encode())
-  summary = {'plan': dataclasses.asdict(plan), 'seconds': elapsed,
-             'runs': all_records}
-  written['summary'] = os.path.join(output_dir, SUMMARY_FILE)
-  files.atomic_write_bytes(written['summary'],
-                                 json.dumps(summary, indent=1).encode())
-  return written
