@@ -2,15 +2,18 @@ r"""The paper in miniature: its experiments on the embedded corpus models.
 
     python -m prompt_tuning.miniature --output_dir=/tmp/miniature
     python -m prompt_tuning.miniature --output_dir=/tmp/miniature_quick --quick
+    python -m prompt_tuning.miniature --task=suite --output_dir=/tmp/suite
 
 Runs, on the frozen corpus models that `prompt_tuning.embedded` ships
 (pretrained only with span corruption and LM adaptation; the downstream
 task is never shown to them in input -> label form), the paper's
-experiments on one downstream task (`--task`, default the main job's):
+experiments on one downstream task (`--task`, default the main job's), or
+on the corpus suite (`--task=suite`: every setting runs once per suite
+task, its score is the suite average, and Figure 1 adds prompt design):
 
 | experiment      | paper          | runs                                          |
 |-----------------|----------------|-----------------------------------------------|
-| `figure1`       | Figure 1       | prompt tuning vs model tuning, every size     |
+| `figure1`       | Figure 1       | prompt tuning vs model tuning (and prompt design on the suite), every size |
 | `prompt_length` | Figure 3(a)    | prompt lengths `plan.prompt_lengths`          |
 | `init`          | Figure 3(b)    | random uniform, sampled vocab, class labels   |
 | `objective`     | Figure 3(c, d) | span corruption, + sentinel, LM adaptation short and long |
@@ -33,11 +36,13 @@ Written to `--output_dir`: `report.md` (the tables and figures of
 `prompt_tuning.report`, then the training-set-size control, the findings
 set against the paper's statements, and the run times),
 `figure1_<task>.png`, `figure3_<task>.png`, `data_size_<task>.png`, and
-`miniature.json` (every run's setting, score and time).
+`miniature.json` (every run's setting, score and time); on the suite also
+`figure1_corpus_suite.png` and `figure3_corpus_suite.png` (the suite
+average), each followed by its table.
 
-NOTE: the full plan's run time on 2 CPU cores is stated in the README, as
-measured; `--quick` is a smaller plan (fewer sizes, settings and steps, one
-seed) for checks.
+NOTE: the plans' run times on 2 CPU cores are stated in docs/miniature.md,
+as measured; `--quick` is a smaller plan (fewer sizes, settings and steps,
+one seed) for checks.
 """
 import dataclasses
 import pathlib
@@ -71,6 +76,12 @@ def define_flags() -> None:
                       'The downstream task (topic, sentiment, author), or '
                       "'suite': the corpus suite on the ladder of sizes "
                       '(plans SUITE_FULL and SUITE_QUICK).')
+  flags.DEFINE_list('suite_tasks', None,
+                    'With --task=suite: run only these suite tasks.')
+  flags.DEFINE_list('knobs', None,
+                    'With --task=suite: difficulty knobs NAME=VALUE of '
+                    'prompt_tuning.tasks.corpus_suite.Knobs, for calibration '
+                    '(the tasks are registered under a name made from them).')
 
 
 def plan_from_flags() -> 'miniature_lib.Plan':
@@ -108,6 +119,10 @@ def plan_from_flags() -> 'miniature_lib.Plan':
           f'--task: unknown {values.task!r}; expected one of '
           f'{sorted(corpus_tasks.CORPUS_LABELS) + [miniature_lib.SUITE]}')
     overrides['task'] = values.task
+  if values.suite_tasks or values.knobs:
+    if values.task != miniature_lib.SUITE:
+      raise app.UsageError('--suite_tasks and --knobs need --task=suite')
+    overrides.update(_suite_overrides(values.suite_tasks, values.knobs))
   for name in ('seeds', 'train_steps', 'eval_examples'):
     value = getattr(values, name)
     if value is not None:
@@ -115,6 +130,40 @@ def plan_from_flags() -> 'miniature_lib.Plan':
         raise app.UsageError(f'--{name} is {value}; expected >= 1')
       overrides[name] = value
   return dataclasses.replace(plan, **overrides)
+
+
+def _suite_overrides(suite_tasks, knobs) -> dict:
+  """The plan's `suite_tasks` and `knobs` from their flags' values.
+
+  Raises:
+    app.UsageError: an unknown task or knob, or a value of the wrong type.
+  """
+  from prompt_tuning.tasks import corpus_suite  # pylint: disable=g-import-not-at-top
+  overrides = {}
+  if suite_tasks:
+    unknown = set(suite_tasks) - set(corpus_suite.TASKS)
+    if unknown:
+      raise app.UsageError(f'--suite_tasks: unknown {sorted(unknown)}; '
+                           f'expected some of {list(corpus_suite.TASKS)}')
+    overrides['suite_tasks'] = tuple(suite_tasks)
+  if knobs:
+    types = {f.name: f.type for f in dataclasses.fields(corpus_suite.Knobs)}
+    parsed = {}
+    for item in knobs:
+      name, _, value = item.partition('=')
+      if name not in types or not value:
+        raise app.UsageError(f'--knobs: {item!r}; expected NAME=VALUE with '
+                             f'NAME one of {sorted(types)}')
+      try:
+        parsed[name] = (int if types[name] is int else float)(value)
+      except ValueError as e:
+        raise app.UsageError(f'--knobs: {item!r}: {e}') from None
+    try:
+      corpus_suite.Knobs(**parsed)
+    except ValueError as e:
+      raise app.UsageError(f'--knobs: {e}') from None
+    overrides['knobs'] = tuple(sorted(parsed.items()))
+  return overrides
 
 
 def main(argv: Sequence[str]) -> None:

@@ -164,6 +164,15 @@ def test_tasks_and_mixtures_are_registered():
   assert sorted(t.name for t in mixture.tasks) == sorted(
       corpus_suite_tasks.task_name(t) for t in TASKS)
   assert 'corpus_suite_n32_sentinel' in seqio.MixtureRegistry.names()
+  # The unsized names have the suite's own default size, not the corpus
+  # tasks' (calibrated: docs/tasks.md).
+  for task in TASKS:
+    for name, size in ((corpus_suite_tasks.task_name(task),
+                        corpus_suite_tasks.DEFAULT_TRAIN_SIZE),
+                       (corpus_suite_tasks.task_name(task, 128), 128)):
+      assert seqio.get_mixture_or_task(name).num_input_examples(
+          'train') == size
+  assert corpus_suite_tasks.DEFAULT_TRAIN_SIZE == 2048
 
 
 @pytest.mark.parametrize('task', TASKS)

@@ -5,6 +5,7 @@ import re
 import sys
 
 import pytest
+import seqio
 
 import commands
 
@@ -135,6 +136,48 @@ def test_suite_averages_are_the_mean_over_tasks_per_setting_and_seed():
   # A corpus task's records are their own averages.
   assert [a['score'] for a in miniature_report.suite_averages(
       miniature.FULL, records[:2])] == [10.0, 70.0]
+
+
+def test_knobs_register_a_suite_variant_the_runs_train_on(tmp_path):
+  from prompt_tuning.tasks import corpus_suite  # pylint: disable=g-import-not-at-top
+  plan = dataclasses.replace(miniature.SUITE_FULL,
+                             knobs=(('qa_distractors', 0),))
+  run = miniature.Run(suite_task='qa')
+  name = miniature.task_name(plan, run)
+  assert name.startswith('corpus_suite_knobs_') and name.endswith('_qa')
+  assert name != miniature.task_name(miniature.SUITE_FULL, run)
+  # The variant is registered with the plan's knobs.
+  first = next(seqio.get_mixture_or_task(name).source.get_dataset(
+      'train').as_numpy_iterator())
+  want = corpus_suite.examples('qa', 'downstream_train', 1,
+                               knobs=corpus_suite.Knobs(qa_distractors=0))
+  assert first['inputs'].decode() == want[0]['inputs']
+  design = miniature.task_name(
+      plan, dataclasses.replace(run, method=miniature.DESIGN))
+  assert design == name + '_design'
+  with pytest.raises(ValueError, match='knobs'):
+    dataclasses.replace(miniature.FULL, knobs=(('qa_distractors', 0),))
+  with pytest.raises(ValueError, match='qa_distractors=9'):
+    dataclasses.replace(miniature.SUITE_FULL, knobs=(('qa_distractors', 9),))
+
+
+def test_suite_flags_parse_knobs_by_their_types_and_refuse_bad_ones():
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from prompt_tuning import miniature as command  # pylint: disable=g-import-not-at-top
+  overrides = command._suite_overrides(
+      ['claim', 'qa'], ['qa_distractors=0', 'claim_hard_rate=0.5'])
+  assert overrides == {'suite_tasks': ('claim', 'qa'),
+                       'knobs': (('claim_hard_rate', 0.5),
+                                 ('qa_distractors', 0))}
+  assert isinstance(overrides['knobs'][1][1], int)
+  for tasks, knobs, message in (
+      (['proof'], None, "unknown ['proof']"),
+      (None, ['hardness=1'], "'hardness=1'; expected NAME=VALUE"),
+      (None, ['qa_distractors=0.5'], 'qa_distractors=0.5'),
+      (None, ['negation_rate=2'], 'negation_rate=2.0; expected a '
+                                  'probability')):
+    with pytest.raises(app.UsageError, match=re.escape(message)):
+      command._suite_overrides(tasks, knobs)
 
 
 @pytest.mark.parametrize('run, expected', [

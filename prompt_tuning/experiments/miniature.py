@@ -8,6 +8,7 @@ this process with the same gin files; a run that finished before (its
 `miniature.json` exists) is not run again, so an interrupted miniature resumes.
 """
 import dataclasses
+import hashlib
 import json
 import os
 import pathlib
@@ -107,15 +108,41 @@ class Plan:
   figure1_methods: Tuple[str, ...] = ('prompt tuning', 'model tuning')
   # A `SUITE` plan's tasks (None: all of `corpus_suite.TASKS`).
   suite_tasks: Optional[Tuple[str, ...]] = None
+  # A `SUITE` plan's difficulty, as (name, value) pairs of
+  # `corpus_suite.Knobs` fields (None: the registered tasks' defaults); for
+  # calibration pilots. Its tasks are registered under `suite_prefix`.
+  knobs: Optional[Tuple[Tuple[str, Any], ...]] = None
 
   def __post_init__(self):
     if DESIGN in self.figure1_methods and self.task != SUITE:
       raise ValueError(f'miniature.Plan: {DESIGN!r} needs the suite '
                        f"(task={SUITE!r}), whose tasks have instructions; "
                        f'task is {self.task!r}')
-    if self.suite_tasks is not None and self.task != SUITE:
-      raise ValueError(f'miniature.Plan: suite_tasks={self.suite_tasks} with '
-                       f'task={self.task!r}; expected task={SUITE!r}')
+    for name in ('suite_tasks', 'knobs'):
+      if getattr(self, name) is not None and self.task != SUITE:
+        raise ValueError(f'miniature.Plan: {name}={getattr(self, name)} with '
+                         f'task={self.task!r}; expected task={SUITE!r}')
+    if self.knobs is not None:
+      from prompt_tuning.tasks import corpus_suite  # pylint: disable=g-import-not-at-top
+      corpus_suite.Knobs(**dict(self.knobs))  # Checks names and values.
+
+  @property
+  def suite_prefix(self) -> str:
+    """The seqio prefix of the suite's tasks: `corpus_suite`, or with
+    `knobs` a name made from them (registered on first use)."""
+    # pylint: disable=g-import-not-at-top
+    import seqio
+    from prompt_tuning.tasks import corpus_suite
+    from prompt_tuning.tasks import corpus_suite_tasks
+    # pylint: enable=g-import-not-at-top
+    if self.knobs is None:
+      return corpus_suite_tasks.MIXTURE
+    digest = hashlib.sha256(repr(sorted(self.knobs)).encode()).hexdigest()
+    prefix = f'{corpus_suite_tasks.MIXTURE}_knobs_{digest[:8]}'
+    if prefix not in seqio.MixtureRegistry.names():
+      corpus_suite_tasks.register(prefix,
+                                  corpus_suite.Knobs(**dict(self.knobs)))
+    return prefix
 
   @property
   def tasks(self) -> Tuple[Optional[str], ...]:
@@ -192,9 +219,11 @@ def task_name(plan: Plan, run: Run) -> str:
   if plan.task != SUITE:
     name = corpus_tasks.task_name(plan.task, run.train_size)
   elif run.method == DESIGN:
-    return corpus_suite_tasks.design_task_name(run.suite_task)
+    return corpus_suite_tasks.design_task_name(run.suite_task,
+                                               plan.suite_prefix)
   else:
-    name = corpus_suite_tasks.task_name(run.suite_task, run.train_size)
+    name = corpus_suite_tasks.task_name(run.suite_task, run.train_size,
+                                        plan.suite_prefix)
   return name + '_sentinel' if run.sentinel else name
 
 
@@ -265,6 +294,8 @@ def train_run(plan: Plan, run: Run, output_dir: str) -> Dict[str, Any]:
   record_path = pathlib.Path(model_dir) / RUN_FILE
   budget = {'train_steps': plan.train_steps,
             'eval_examples': plan.eval_examples, 'task': plan.task}
+  if plan.knobs is not None:  # Another difficulty is another run.
+    budget['knobs'] = dict(plan.knobs)
   if record_path.exists():
     record = json.loads(record_path.read_text())
     if record.get('budget') == budget:
