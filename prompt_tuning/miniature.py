@@ -76,6 +76,10 @@ def define_flags() -> None:
                       'The downstream task (topic, sentiment, author), or '
                       "'suite': the corpus suite on the ladder of sizes "
                       '(plans SUITE_FULL and SUITE_QUICK).')
+  flags.DEFINE_integer('train_size', None,
+                       'Training examples of every run but the data-size '
+                       "control's (one of 32, 128, 512, 2048; default: the "
+                       "task's own).")
   flags.DEFINE_list('suite_tasks', None,
                     'With --task=suite: run only these suite tasks.')
   flags.DEFINE_list('knobs', None,
@@ -123,6 +127,11 @@ def plan_from_flags() -> 'miniature_lib.Plan':
     if values.task != miniature_lib.SUITE:
       raise app.UsageError('--suite_tasks and --knobs need --task=suite')
     overrides.update(_suite_overrides(values.suite_tasks, values.knobs))
+  if values.train_size is not None:
+    if values.train_size not in corpus_tasks.TRAIN_SIZES:
+      raise app.UsageError(f'--train_size is {values.train_size}; expected '
+                           f'one of {list(corpus_tasks.TRAIN_SIZES)}')
+    overrides['default_train_size'] = values.train_size
   for name in ('seeds', 'train_steps', 'eval_examples'):
     value = getattr(values, name)
     if value is not None:

@@ -155,6 +155,11 @@ def test_knobs_register_a_suite_variant_the_runs_train_on(tmp_path):
   design = miniature.task_name(
       plan, dataclasses.replace(run, method=miniature.DESIGN))
   assert design == name + '_design'
+  # The plan's training-set size names the sized task; a run's own wins.
+  sized = dataclasses.replace(plan, default_train_size=128)
+  assert miniature.task_name(sized, run) == name + '_n128'
+  assert miniature.task_name(
+      sized, dataclasses.replace(run, train_size=32)) == name + '_n32'
   with pytest.raises(ValueError, match='knobs'):
     dataclasses.replace(miniature.FULL, knobs=(('qa_distractors', 0),))
   with pytest.raises(ValueError, match='qa_distractors=9'):

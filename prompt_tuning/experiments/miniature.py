@@ -112,6 +112,9 @@ class Plan:
   # `corpus_suite.Knobs` fields (None: the registered tasks' defaults); for
   # calibration pilots. Its tasks are registered under `suite_prefix`.
   knobs: Optional[Tuple[Tuple[str, Any], ...]] = None
+  # Training examples of the runs that name none (all but `data_size`'s);
+  # None: the task's registered default.
+  default_train_size: Optional[int] = None
 
   def __post_init__(self):
     if DESIGN in self.figure1_methods and self.task != SUITE:
@@ -216,13 +219,15 @@ def task_name(plan: Plan, run: Run) -> str:
   from prompt_tuning.tasks import corpus_suite_tasks
   from prompt_tuning.tasks import corpus_tasks
   # pylint: enable=g-import-not-at-top
+  train_size = (plan.default_train_size if run.train_size is None
+                else run.train_size)
   if plan.task != SUITE:
-    name = corpus_tasks.task_name(plan.task, run.train_size)
+    name = corpus_tasks.task_name(plan.task, train_size)
   elif run.method == DESIGN:
     return corpus_suite_tasks.design_task_name(run.suite_task,
                                                plan.suite_prefix)
   else:
-    name = corpus_suite_tasks.task_name(run.suite_task, run.train_size,
+    name = corpus_suite_tasks.task_name(run.suite_task, train_size,
                                         plan.suite_prefix)
   return name + '_sentinel' if run.sentinel else name
 
@@ -294,8 +299,11 @@ def train_run(plan: Plan, run: Run, output_dir: str) -> Dict[str, Any]:
   record_path = pathlib.Path(model_dir) / RUN_FILE
   budget = {'train_steps': plan.train_steps,
             'eval_examples': plan.eval_examples, 'task': plan.task}
-  if plan.knobs is not None:  # Another difficulty is another run.
+  # Another difficulty or training set is another run.
+  if plan.knobs is not None:
     budget['knobs'] = dict(plan.knobs)
+  if plan.default_train_size is not None:
+    budget['default_train_size'] = plan.default_train_size
   if record_path.exists():
     record = json.loads(record_path.read_text())
     if record.get('budget') == budget:
