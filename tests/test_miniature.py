@@ -1,6 +1,7 @@
 """The paper in miniature: its plan, its configs, and one tiny end-to-end run."""
 import dataclasses
 import json
+import pathlib
 import re
 import sys
 
@@ -320,3 +321,19 @@ def test_tiny_suite_miniature_end_to_end(tmp_path):
   assert [r['seconds'] for r in rerun['runs']] == [
       r['seconds'] for r in summary['runs']]
   assert again['report'] == written['report']
+
+
+def test_the_suite_page_states_the_reports_figure1_table():
+  """docs/miniature.md's ladder table is the committed report's."""
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  report = (repo / 'docs/miniature_suite/report.md').read_text()
+  page = (repo / 'docs/miniature.md').read_text()
+  section = report.split('## Figure 1 on the suite average')[1]
+  rows = [line.split('|')[1:-1] for line in section.splitlines()
+          if re.match(r'\| (tiny|mini|small|base) \|', line)]
+  assert len(rows) == 12
+  for size, method, _, *scores in rows:
+    scores = [s.strip() for s in scores]
+    pattern = (r'\| %s \|\s*[\d,]*\s*\| %s \| %s \|' % (
+        size.strip(), method.strip(), r' \| '.join(map(re.escape, scores))))
+    assert re.search(pattern, page), (size, method, scores)
