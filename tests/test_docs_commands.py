@@ -117,7 +117,7 @@ COMMANDS = [
     # The miniature and reports.
     (r'python -m prompt_tuning\.miniature (--quick )?--output_dir=\S+',
      'flags', '5 to 25 minutes'),
-    (r'python -m prompt_tuning\.miniature --task=suite .*', 'flags',
+    (r'python -m prompt_tuning\.miniature --task=suite( .*)?', 'flags',
      'trains on the ladder of sizes: minutes (a pilot) to hours'),
     (r'python -m prompt_tuning\.report .*', 'flags', 'needs finished runs'),
     # Tasks.
