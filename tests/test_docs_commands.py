@@ -108,6 +108,10 @@ COMMANDS = [
      'writes the input file of the infer example after it'),
     (r'python -m prompt_tuning\.infer --model_dir=RUN --input_file=FILE',
      'flags', 'RUN and FILE are placeholders'),
+    (r'python -m prompt_tuning\.forward --checkpoint=prompt_tuning/data/\S+ '
+     r'--vocabulary=tasks/data/corpus_spm\.model .*', 'run',
+     "the frozen base model's first words on a design input "
+     '(docs/miniature.md)'),
     (r'python -m prompt_tuning\.forward --checkpoint=DIR --vocabulary=SPM',
      'flags', 'DIR and SPM are placeholders'),
     (r'python -m prompt_tuning\.(ensemble|serve) --model_dir=.*', 'flags',
@@ -333,6 +337,19 @@ def test_embedded_losses_prints_the_pages_table(tmp_path):
                                'python -m prompt_tuning.embedded --losses')
   assert len(page_rows) == 6  # the header, the rule, the four sizes
   assert result.stdout.splitlines() == page_rows
+
+
+@pytest.mark.slow
+def test_forward_on_a_design_input_gives_the_pages_first_words(tmp_path):
+  result = _run(_one(r'python -m prompt_tuning\.forward .*'), tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  page = (REPO / 'docs/miniature.md').read_text()
+  assert '`Jonas` (log-probability −0.66), `The` and\n`It` first' in page
+  assert "`not` at −10.9" in page
+  first = next(l for l in result.stdout.splitlines() if '[0]' in l)
+  match = re.search(r"\[0\] 'not' log p = (-[\d.]+) +top: 'Jonas':-0\.66, "
+                    r"'The':-[\d.]+, 'It':", first)
+  assert match and round(float(match.group(1)), 1) == -10.9, first
 
 
 @pytest.mark.slow
