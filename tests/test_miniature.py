@@ -337,3 +337,15 @@ def test_the_suite_page_states_the_reports_figure1_table():
     pattern = (r'\| %s \|\s*[\d,]*\s*\| %s \| %s \|' % (
         size.strip(), method.strip(), r' \| '.join(map(re.escape, scores))))
     assert re.search(pattern, page), (size, method, scores)
+
+
+def test_the_suite_page_states_the_reports_figure3_table():
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  report = (repo / 'docs/miniature_suite/figure3/report.md').read_text()
+  page = (repo / 'docs/miniature.md').read_text()
+  section = report.split('## Figure 3 on the suite average')[1]
+  rows = [line for line in section.split('\n## ')[0].splitlines()
+          if line.startswith('| (')]
+  assert len(rows) == 11
+  for row in rows:
+    assert row in page.splitlines(), row
