@@ -210,8 +210,7 @@ def register(prefix: str = MIXTURE,
         DEFAULT_TRAIN_SIZE, INSTRUCTIONS[task])
   mixtures = []
   for train_size in corpus_tasks.TRAIN_SIZES + (None,):
-    size = (DEFAULT_TRAIN_SIZE if train_size is None
-            else train_size)
+    size = DEFAULT_TRAIN_SIZE if train_size is None else train_size
     for task in corpus_suite.TASKS:
       add(task_name(task, train_size, prefix), task, size)
     mixtures.append(mixture_name(train_size, prefix))

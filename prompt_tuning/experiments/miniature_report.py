@@ -425,9 +425,9 @@ def run_miniature(plan: miniature.Plan, output_dir: str) -> Dict[str, str]:
                                 output_dir, written)
   what = 'suite average' if plan.task == miniature.SUITE else 'accuracy'
   if 'data_size' in experiments:
+    settings = {run.setting for run in experiments['data_size']}
     size_records = [r for r in averages
-                    if miniature.Run(**r['run']) in {s.setting
-                                           for s in experiments['data_size']}]
+                    if miniature.Run(**r['run']) in settings]
     figure = f'data_size_{plan.task_label}.png'
     plot_data_size(plan, size_records, os.path.join(output_dir, figure))
     written['data_size'] = os.path.join(output_dir, figure)

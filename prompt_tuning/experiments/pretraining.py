@@ -69,7 +69,7 @@ def pretrain_corpus_model(size: str, work_dir: str,
            {'MODEL_DIR': f"'{lm_dir}'",
             'INITIAL_CHECKPOINT_PATH': f"'{span_checkpoint}'",
             'TRAIN_STEPS': str(steps[kind])})
-    exported[kind] = str(lm_dir / f'checkpoint_{steps[kind]}')
+    exported[kind] = str(lm_dir / run_dir.checkpoint_dir_name(steps[kind]))
   for kind, path in exported.items():
     _install(path, embedded.CORPUS_DIR / size / kind,
              embedded.STORAGE_DTYPES.get(size))
@@ -150,4 +150,3 @@ def losses_table(sizes: Sequence[str] = embedded.SIZES) -> str:
       f'{kind} ({_objective_task(kind)} loss/token)'
       for kind in embedded.KINDS]
   return tables.markdown_table(header, rows, align='lrl' + 'r' * 3)
-
