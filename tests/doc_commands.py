@@ -31,7 +31,8 @@ DOCS = ('README.md',) + tuple(
 _COMMAND_WORD = re.compile(
     r'^(python|pip|bash|cat|launch/[\w.-]+\.sh|\.ci/\w+|\./[\w./-]+)(\s|$)')
 _ENV = re.compile(r'^([A-Z_][A-Z0-9_]*=\S*\s+)+')
-_FENCE = re.compile(r'^```(\w*)\s*\n(.*?)^```\s*$', re.S | re.M)
+# A fenced block, at the margin or indented inside a list item.
+_FENCE = re.compile(r'^( *)```(\w*)\s*\n(.*?)^\1```\s*$', re.S | re.M)
 _SHELL_BLOCKS = ('bash', 'sh', 'shell', 'console', '')
 
 
@@ -114,11 +115,12 @@ def extract_page(path: str, text: str) -> List[Command]:
   fenced = []
   for match in _FENCE.finditer(text):
     fenced.append((match.start(), match.end()))
-    language = match.group(1)
+    indent, language, body = match.groups()
     if language not in _SHELL_BLOCKS:
       continue
-    first_line = text.count('\n', 0, match.start(2)) + 1
-    commands += _block_commands(path, first_line, language, match.group(2))
+    first_line = text.count('\n', 0, match.start(3)) + 1
+    body = re.sub(f'^{indent}', '', body, flags=re.M)
+    commands += _block_commands(path, first_line, language, body)
   # Outside the fences: blank out fenced text, keeping the line numbers.
   prose = list(text)
   for start, end in fenced:

@@ -100,6 +100,9 @@ COMMANDS = [
      r'( --gin\.trainer\.train\.eval_before_training=False'
      r' --gin\.trainer\.train\.eval_zero_shot=False)?', 'train',
      'the corpus suite (docs/tasks.md): minutes; trains'),
+    (r'python -m prompt_tuning\.train --gin_file=corpus/prompt_tune\.gin '
+     r'--gin_file=corpus/sizes/base\.gin .*--gin\.TRAIN_STEPS=1500 .*',
+     'train', 'the 1,500-step calibration pilot (docs/tasks.md): 10 minutes'),
     (r'python -m prompt_tuning\.train --gin_file=models/t5_1_1_base_prompt'
      r'\.gin .*', 'train', 'T5 1.1 Base from gs://'),
     (r'python -m prompt_tuning\.(eval|infer|interpret) .*'
@@ -214,11 +217,12 @@ def test_extraction_joins_continuations_and_drops_comments():
   page = ('Text `python -m prompt_tuning.eval\n  --model_dir=R` and `gin/`.\n\n'
           '```bash\n# a comment\npython -m a \\\n  --x="\'#1\'"  # note\n```\n'
           '\n    launch/table3.sh --help\n\n```\nnot a command\n```\n'
-          '```\n$ launch/figure1.sh --dry_run\n| output |\n```\n')
+          '```\n$ launch/figure1.sh --dry_run\n| output |\n```\n'
+          '- a list item:\n\n  ```bash\n  python -m b \\\n    --y=1\n  ```\n')
   texts = [c.text for c in doc_commands.extract_page('p.md', page)]
   assert texts == ['python -m prompt_tuning.eval --model_dir=R',
                    'python -m a --x="\'#1\'"', 'launch/table3.sh --help',
-                   'launch/figure1.sh --dry_run']
+                   'launch/figure1.sh --dry_run', 'python -m b --y=1']
 
 
 def test_mentioned_commands_and_scripts_exist():
