@@ -2,11 +2,14 @@
 lines, started from a warm interpreter (`warm_commands.py`) where it can.
 
 A command line runs in a fork of a server when it is `[sys.executable,
-'-m', module, ...]` with no stdin input; there is one server for each set
-of TensorFlow and Python settings in the environment (read when those are
-imported and started, so a fork could not change them; JAX's own settings
-the server applies to each child). Anything else goes to `subprocess.run`
-unchanged. Either way the caller gets a `subprocess.CompletedProcess`.
+'-m', module, ...]` or `[sys.executable, 'script.py', ...]`; there is one
+server for each set of TensorFlow and Python settings in the environment
+(read when those are imported and started, so a fork could not change them;
+JAX's own settings the server applies to each child). Anything else goes to
+`subprocess.run`; for a shell script, with `PYTHON` (where unset or this
+Python) naming `warm_python.py`'s stand-in, so that the launch scripts'
+`"${PYTHON}" -m ...` lines fork from the same server. Either way the caller
+gets a `subprocess.CompletedProcess`.
 """
 import atexit
 import json
@@ -20,19 +23,22 @@ import tempfile
 import time
 from typing import Optional, Sequence
 
-_SERVER_SCRIPT = pathlib.Path(__file__).with_name('warm_commands.py')
-# Read when TensorFlow or Python start; a server has one value of each.
-_SERVER_SETTINGS = ('TF_', 'XLA_PYTHON_', 'PYTHONPATH', 'PYTHONHASHSEED',
-                    'PYTHONWARNINGS', 'PYTHONSAFEPATH')
+import warm_commands
+import warm_python
+
+_SERVER_SCRIPT = pathlib.Path(warm_commands.__file__)
 
 
 class _Server:
   """One warm interpreter per test process, started on first use."""
 
   def __init__(self, env):
+    self._folder = tempfile.TemporaryDirectory()  # pylint: disable=consider-using-with
+    self.socket = os.path.join(self._folder.name, 'socket')
     self._process = subprocess.Popen(
-        [sys.executable, str(_SERVER_SCRIPT)], stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [sys.executable, str(_SERVER_SCRIPT), self.socket],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True,
         cwd=str(_SERVER_SCRIPT.parent), env=env)
     self.answer(timeout=300, key='ready')
 
@@ -58,11 +64,13 @@ class _Server:
       self._process.wait(timeout=10)
     except subprocess.TimeoutExpired:
       self._process.kill()
+    self._folder.cleanup()
 
-  def start(self, args, cwd, env, stdout, stderr) -> 'Started':
+  def start(self, args, cwd, env, stdout, stderr, stdin=None) -> 'Started':
+    """Runs `python <args>`."""
     self._process.stdin.write(json.dumps(
         {'args': list(args), 'cwd': cwd, 'env': env, 'stdout': stdout,
-         'stderr': stderr}) + '\n')
+         'stderr': stderr, 'stdin': stdin}) + '\n')
     self._process.stdin.flush()
     return Started(self, self.answer(timeout=60, key='pid'))
 
@@ -106,25 +114,57 @@ def _close_servers():
     server.close()
 
 
+def _server_for_env(env) -> Optional[_Server]:
+  """The server for commands in `env`, or None where they must be plain
+  subprocesses."""
+  settings = frozenset((k, v) for k, v in env.items()
+                       if k.startswith(warm_commands.SERVER_SETTINGS))
+  # JAX settings as this process has them; the rest as the command's.
+  server_env = {k: v for k, v in os.environ.items()
+                if not k.startswith(warm_commands.SERVER_SETTINGS)}
+  server_env.update(settings)
+  if warm_commands.refusal(server_env, env) is not None:
+    return None
+  server = _servers.get(settings)
+  if server is None or not server.alive():
+    server = _servers[settings] = _Server(server_env)
+  return server
+
+
 def _server_for(args, env) -> Optional[_Server]:
   """The server for `args` in `env`, or None where it must be a plain
   subprocess."""
-  # A JAX setting the environment drops cannot be unset in a fork.
-  drops_jax_setting = any(k.startswith('JAX_') and k not in env
-                          for k in os.environ)
-  if not (len(args) > 2 and args[0] == sys.executable and args[1] == '-m'
-          and not drops_jax_setting):
+  if not (len(args) > 1 and args[0] == sys.executable and (
+      (args[1] == '-m' and len(args) > 2) or str(args[1]).endswith('.py'))):
     return None
-  settings = frozenset((k, v) for k, v in env.items()
-                       if k.startswith(_SERVER_SETTINGS))
-  server = _servers.get(settings)
-  if server is None or not server.alive():
-    # JAX settings as this process has them; the rest as the command's.
-    server_env = {k: v for k, v in os.environ.items()
-                  if not k.startswith(_SERVER_SETTINGS)}
-    server_env.update(settings)
-    server = _servers[settings] = _Server(server_env)
-  return server
+  return _server_for_env(env)
+
+
+_stand_in = []
+
+
+def _with_warm_python(args, env):
+  """`env`, with `PYTHON` (where unset or this Python) a stand-in that runs
+  `-m` lines in a fork of the server for `env` (`warm_python.py`), where
+  `args` runs a shell script."""
+  if not (args and (args[0] == 'bash' or str(args[0]).endswith('.sh'))
+          and env.get('PYTHON', sys.executable) == sys.executable):
+    return env
+  server = _server_for_env(env)
+  if server is None:
+    return env
+  if not _stand_in:
+    folder = tempfile.mkdtemp()
+    atexit.register(lambda: subprocess.run(['rm', '-rf', folder], check=False))
+    path = os.path.join(folder, 'python')
+    with open(path, 'w') as f:
+      f.write(f'#!{sys.executable} -S\nimport sys\n'
+              f'sys.path.insert(0, {str(_SERVER_SCRIPT.parent)!r})\n'
+              'import warm_python\nwarm_python.main()\n')
+    os.chmod(path, 0o755)
+    _stand_in.append(path)
+  return {**env, 'PYTHON': _stand_in[0], warm_python.SOCKET: server.socket,
+          warm_python.REAL_PYTHON: sys.executable}
 
 
 def start(args: Sequence[str], *, stdout: Optional[str] = None,
@@ -137,8 +177,9 @@ def start(args: Sequence[str], *, stdout: Optional[str] = None,
   stdout, stderr = stdout or os.devnull, stderr or os.devnull
   if server is None:
     with open(stdout, 'w') as out, open(stderr, 'w') as err:
-      return subprocess.Popen(args, stdout=out, stderr=err)
-  return server.start(args[2:], os.getcwd(), env, stdout, stderr)
+      return subprocess.Popen(args, stdout=out, stderr=err,
+                              env=_with_warm_python(args, env))
+  return server.start(args[1:], os.getcwd(), env, stdout, stderr)
 
 
 def run(args: Sequence[str], *, cwd=None, env=None, timeout=None,
@@ -148,15 +189,20 @@ def run(args: Sequence[str], *, cwd=None, env=None, timeout=None,
   kwargs.pop('capture_output', None)
   kwargs.pop('text', None)
   env = dict(os.environ if env is None else env)
-  server = None if input is not None or kwargs else _server_for(args, env)
+  server = None if kwargs else _server_for(args, env)
   if server is None:
-    return subprocess.run(args, cwd=cwd, env=env, timeout=timeout,
+    return subprocess.run(args, cwd=cwd, env=_with_warm_python(args, env),
+                          timeout=timeout,
                           check=check, input=input, capture_output=True,
                           text=True, **kwargs)
   with tempfile.TemporaryDirectory() as folder:
-    stdout, stderr = (os.path.join(folder, n) for n in ('stdout', 'stderr'))
-    started = server.start(args[2:], str(cwd or os.getcwd()), env, stdout,
-                           stderr)
+    stdin, stdout, stderr = (os.path.join(folder, n)
+                             for n in ('stdin', 'stdout', 'stderr'))
+    if input is not None:
+      with open(stdin, 'w') as f:
+        f.write(input)
+    started = server.start(args[1:], str(cwd or os.getcwd()), env, stdout,
+                           stderr, stdin if input is not None else None)
     begun = time.time()
     try:
       returncode = started.wait(timeout)

@@ -272,16 +272,16 @@ def test_benchmarks_page_is_rendered_from_its_template(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_long_commands_dry_run():
   """Every flags/gin/train command, in one process (`doc_commands.py`)."""
-  commands = _commands(*DRY_RUN_ACTIONS)
-  work = [[_classify(c)[1], _dry_run_form(c.text)] for c in commands]
-  result = subprocess.run(
+  lines = _commands(*DRY_RUN_ACTIONS)
+  work = [[_classify(c)[1], _dry_run_form(c.text)] for c in lines]
+  result = commands.run(
       [sys.executable, str(REPO / 'tests' / 'doc_commands.py')],
       input=json.dumps(work), capture_output=True, text=True, cwd=REPO,
       timeout=600, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   errors = json.loads(result.stdout.strip().splitlines()[-1])
   failed = [f'{c.where()}: {c.text}\n  -> {errors[_dry_run_form(c.text)]}'
-            for c in commands if errors[_dry_run_form(c.text)]]
+            for c in lines if errors[_dry_run_form(c.text)]]
   assert not failed, 'Doc commands that would fail:\n' + '\n'.join(failed)
 
 

@@ -66,9 +66,9 @@ def _env(**extra):
 
 
 def _bash(script, *args, **env):
-  return subprocess.run(['bash', str(LAUNCH / script), *args],
-                        capture_output=True, text=True, env=_env(**env),
-                        cwd=REPO, timeout=300, check=False)
+  return commands.run(['bash', str(LAUNCH / script), *args],
+                      capture_output=True, text=True, env=_env(**env),
+                      cwd=REPO, timeout=300, check=False)
 
 
 # ----------------------------------------------------------------------------

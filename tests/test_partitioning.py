@@ -9,7 +9,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import subprocess
 import sys
 import types
 
@@ -18,6 +17,8 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 import pytest
+
+import commands
 import sharded_checks
 
 from prompt_tuning.training import partitioning
@@ -226,9 +227,9 @@ def test_describe_mentions_mesh_and_rules():
 def sharded_results():
   env = dict(os.environ)
   env.pop('XLA_FLAGS', None)
-  proc = subprocess.run([sys.executable, str(_CHECKS_SCRIPT)],
-                        capture_output=True, text=True, env=env, timeout=300,
-                        check=False)
+  proc = commands.run([sys.executable, str(_CHECKS_SCRIPT)],
+                      capture_output=True, text=True, env=env, timeout=300,
+                      check=False)
   assert proc.returncode == 0, proc.stderr[-4000:]
   return json.loads(proc.stdout)
 

@@ -19,6 +19,8 @@ import sys
 
 import numpy as np
 import pytest
+
+import commands
 import sharded_checks
 
 from prompt_tuning.training import trainer
@@ -47,9 +49,9 @@ def _cpu_env():
 @pytest.fixture(scope='module')
 def sharded_results(one_process_run):
   del one_process_run  # Only started first, to run beside this subprocess.
-  proc = subprocess.run([sys.executable, str(_CHECKS_SCRIPT)],
-                        capture_output=True, text=True, env=_cpu_env(),
-                        timeout=_TIMEOUT_S, check=False)
+  proc = commands.run([sys.executable, str(_CHECKS_SCRIPT)],
+                      capture_output=True, text=True, env=_cpu_env(),
+                      timeout=_TIMEOUT_S, check=False)
   assert proc.returncode == 0, proc.stderr[-4000:]
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
