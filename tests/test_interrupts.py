@@ -1,6 +1,7 @@
-"""Training through the command line stopped by SIGINT / SIGTERM, or resumed
-over a damaged train state: what it prints, its exit code, what it leaves in
-MODEL_DIR, and that the resumed run ends with the uninterrupted prompt.
+"""Training through the command line stopped by SIGINT / SIGTERM or killed
+by SIGKILL, or resumed over a damaged train state: what it prints, its exit
+code, what it leaves in MODEL_DIR, and that the resumed run ends with the
+uninterrupted prompt.
 """
 import pathlib
 import signal
@@ -96,6 +97,24 @@ def test_sigterm_saves_the_step_exits_and_resumes_bit_identical(
   again = _run(_command(model_dir))
   assert f'already trained to step {STEPS}' in again.stdout
   assert 'nan' not in again.stdout
+
+
+@pytest.mark.slow
+def test_sigkill_then_restart_ends_with_the_uninterrupted_prompt(
+    tmp_path, uninterrupted):
+  model_dir = tmp_path / 'killed'
+  process = commands.start(_command(model_dir))
+  deadline = time.time() + 300
+  while not (model_dir / 'numpy_checkpoints' / 'checkpoint_20').exists():
+    assert process.poll() is None, 'the run ended before its first checkpoint'
+    assert time.time() < deadline
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert not (model_dir / 'numpy_checkpoints' / f'checkpoint_{STEPS}'
+              ).exists(), 'killed too late to test resuming'
+  _run(_command(model_dir))
+  np.testing.assert_array_equal(_prompt(model_dir, STEPS), uninterrupted)
 
 
 @pytest.mark.slow
