@@ -103,6 +103,10 @@ COMMANDS = [
     (r'python -m prompt_tuning\.train --gin_file=corpus/prompt_tune\.gin '
      r'--gin_file=corpus/sizes/base\.gin .*--gin\.TRAIN_STEPS=1500 .*',
      'train', 'the 1,500-step calibration pilot (docs/tasks.md): 10 minutes'),
+    (r'python -m prompt_tuning\.train --gin_file=corpus/prompt_tune\.gin '
+     r'--gin_file=corpus/sizes/base\.gin .*--gin\.EVAL_MODE="\'rank\'" .*',
+     'train', 'prompt design by rank classification (docs/miniature.md): '
+     'half a minute'),
     (r'python -m prompt_tuning\.train --gin_file=models/t5_1_1_base_prompt'
      r'\.gin .*', 'train', 'T5 1.1 Base from gs://'),
     (r'python -m prompt_tuning\.(eval|infer|interpret) .*'
