@@ -35,6 +35,13 @@ class _Server:
   def __init__(self, env):
     self._folder = tempfile.TemporaryDirectory()  # pylint: disable=consider-using-with
     self.socket = os.path.join(self._folder.name, 'socket')
+    # The `python` that shell scripts run to reach this server.
+    self.stand_in = os.path.join(self._folder.name, 'python')
+    with open(self.stand_in, 'w') as f:
+      f.write(f'#!{sys.executable} -S\nimport sys\n'
+              f'sys.path.insert(0, {str(_SERVER_SCRIPT.parent)!r})\n'
+              'import warm_python\nwarm_python.main()\n')
+    os.chmod(self.stand_in, 0o755)
     self._process = subprocess.Popen(
         [sys.executable, str(_SERVER_SCRIPT), self.socket],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -140,9 +147,6 @@ def _server_for(args, env) -> Optional[_Server]:
   return _server_for_env(env)
 
 
-_stand_in = []
-
-
 def _with_warm_python(args, env):
   """`env`, with `PYTHON` (where unset or this Python) a stand-in that runs
   `-m` lines in a fork of the server for `env` (`warm_python.py`), where
@@ -153,17 +157,7 @@ def _with_warm_python(args, env):
   server = _server_for_env(env)
   if server is None:
     return env
-  if not _stand_in:
-    folder = tempfile.mkdtemp()
-    atexit.register(lambda: subprocess.run(['rm', '-rf', folder], check=False))
-    path = os.path.join(folder, 'python')
-    with open(path, 'w') as f:
-      f.write(f'#!{sys.executable} -S\nimport sys\n'
-              f'sys.path.insert(0, {str(_SERVER_SCRIPT.parent)!r})\n'
-              'import warm_python\nwarm_python.main()\n')
-    os.chmod(path, 0o755)
-    _stand_in.append(path)
-  return {**env, 'PYTHON': _stand_in[0], warm_python.SOCKET: server.socket,
+  return {**env, 'PYTHON': server.stand_in, warm_python.SOCKET: server.socket,
           warm_python.REAL_PYTHON: sys.executable}
 
 
@@ -171,7 +165,7 @@ def start(args: Sequence[str], *, stdout: Optional[str] = None,
           stderr: Optional[str] = None):
   """`subprocess.Popen(args)` with the output in files (None: discarded):
   a `Started` command, or a `subprocess.Popen` where `args` is not a
-  `python -m` line."""
+  `python -m` or `python script.py` line."""
   env = dict(os.environ)
   server = _server_for(args, env)
   stdout, stderr = stdout or os.devnull, stderr or os.devnull

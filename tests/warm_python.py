@@ -3,8 +3,9 @@ scripts run `"${PYTHON}" -m prompt_tuning.dry_run ...`): a `-m` line runs
 in a fork of the test's warm interpreter (`warm_commands.py`), anything
 else, or a line that server refuses, in the real Python.
 
-`commands.warm_python_env` makes the executable that runs this and the
-environment that points at it and the server's socket.
+Each `commands._Server` writes the executable that runs this; `commands.run`
+puts it in a shell script's environment as `PYTHON`, with the server's
+socket.
 """
 import json
 import os
