@@ -64,13 +64,15 @@ def test_method_rows_match_closed_forms_at_small(name, closed_form):
 
 
 @pytest.mark.parametrize('name', sorted(presets_lib.PRESETS))
+@pytest.mark.parametrize('depths', [(4, 3), (3, 3)])
 def test_counts_from_one_and_two_layers_equal_the_whole_tree(tiny_config,
-                                                             name):
-  """`count` extends 1- and 2-layer counts to the depth; every preset must
-  give what counting its whole tree gives."""
+                                                             name, depths):
+  """`count` extends 1- and 2-layer counts to the depth (unequal stacks and
+  equal ones, which take a shorter way); every preset must give what
+  counting its whole tree gives."""
   import dataclasses  # pylint: disable=g-import-not-at-top
-  config = dataclasses.replace(tiny_config, num_encoder_layers=4,
-                               num_decoder_layers=3)
+  config = dataclasses.replace(tiny_config, num_encoder_layers=depths[0],
+                               num_decoder_layers=depths[1])
   preset = presets_lib.PRESETS[name]
   row = parameter_counts.count(config, preset, 5)
   trainable, frozen = parameter_counts.count_tree(config, preset, 5)

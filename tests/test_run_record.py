@@ -50,11 +50,11 @@ def prompt_run(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def lora_run(tmp_path_factory):
-  """A LoRA run trained with rank 8 and alpha 16 (scale 2)."""
+  """A LoRA run trained with rank 8 and alpha 16 (scale 2), evaluated at
+  each step."""
   model_dir = tmp_path_factory.mktemp('lora_run')
   result = _gin_run(model_dir, ['embedded/prompt_tune.gin', 'methods/lora.gin'],
-                    ['methods.LoRA.rank = 8', 'methods.LoRA.alpha = 16.0',
-                     'EVAL_MODE = None'])
+                    ['methods.LoRA.rank = 8', 'methods.LoRA.alpha = 16.0'])
   return model_dir, result
 
 
@@ -383,13 +383,11 @@ def test_interpret_of_a_run_and_of_another_vocabulary(prompt_run):
 
 
 @pytest.mark.slow
-def test_eval_of_a_method_run_serves_its_last_train_state(tmp_path):
+def test_eval_of_a_method_run_serves_its_last_train_state(lora_run):
   """`eval --model_dir` of a LoRA run evaluates what the run learned (its
   export, merged LoRA) and prints the trainer's own last evaluation; another
   step than the last is refused in one line."""
-  model_dir = tmp_path / 'lora_eval_run'
-  result = _gin_run(model_dir, ['embedded/prompt_tune.gin', 'methods/lora.gin'],
-                    ['methods.LoRA.rank = 8', 'methods.LoRA.alpha = 16.0'])
+  model_dir, result = lora_run
   done = _command('eval', f'--model_dir={model_dir}')
   assert done.returncode == 0, done.stderr[-3000:]
   accuracy = result.eval_history[-1]['metrics'][TASK]['accuracy']

@@ -74,8 +74,9 @@ def count(config: t5.T5Config, preset: presets_lib.Preset, length: int,
   """The preset's trainable parameters and the frozen model's, at `config`.
 
   Every encoder layer holds the same parameters, and so does every decoder
-  layer (methods included), so the tree is counted at depths 1+1, 2+1 and
-  1+2 and extended to the config's depth: the same numbers as counting the
+  layer (methods included), so the tree is counted at depths 1+1 and 2+2
+  (where the stacks are equally deep, as in every T5 size) or 1+1, 2+1 and
+  1+2, and extended to the config's depth: the same numbers as counting the
   whole tree (`count_tree`; tests/test_method_params.py checks every preset),
   without tracing XXL's 48 layers once per method.
   """
@@ -84,8 +85,11 @@ def count(config: t5.T5Config, preset: presets_lib.Preset, length: int,
         config, num_encoder_layers=encoder, num_decoder_layers=decoder),
                       preset, length)
   base = at(1, 1)
-  total = (base + (config.num_encoder_layers - 1) * (at(2, 1) - base)
-           + (config.num_decoder_layers - 1) * (at(1, 2) - base))
+  if config.num_encoder_layers == config.num_decoder_layers:
+    total = base + (config.num_encoder_layers - 1) * (at(2, 2) - base)
+  else:
+    total = (base + (config.num_encoder_layers - 1) * (at(2, 1) - base)
+             + (config.num_decoder_layers - 1) * (at(1, 2) - base))
   return Count(method=preset.name, size=size, trainable=int(total[0]),
                frozen_model=int(total[1]))
 

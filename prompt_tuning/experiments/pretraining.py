@@ -9,7 +9,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from prompt_tuning.checkpoints import embedded
 from prompt_tuning.checkpoints import run_dir
@@ -103,6 +103,21 @@ def _objective_batch(task: str, num_examples: int) -> Dict[str, Any]:
   return next(converted.batch(num_examples).as_numpy_iterator())
 
 
+@functools.lru_cache(maxsize=None)
+def _jitted_loss(config: Any) -> Callable[..., Any]:
+  """One compiled loss per model configuration: a size's kinds share it."""
+  # pylint: disable=g-import-not-at-top
+  import jax
+  from prompt_tuning.model import models
+  from prompt_tuning.model import t5
+  from prompt_tuning.tasks import corpus
+  # pylint: enable=g-import-not-at-top
+  vocabulary = corpus.vocabulary()
+  model = models.EncoderDecoderModel(t5.Transformer(config), vocabulary,
+                                     vocabulary)
+  return jax.jit(model.loss_fn)
+
+
 def objective_loss(checkpoint: str, task: str, num_examples: int = 128
                    ) -> float:
   """Mean loss per target token of a corpus model on the first
@@ -112,19 +127,14 @@ def objective_loss(checkpoint: str, task: str, num_examples: int = 128
   import jax
   import numpy as np
   from prompt_tuning.checkpoints import t5x
-  from prompt_tuning.model import models
   from prompt_tuning.model import t5
-  from prompt_tuning.tasks import corpus
   # pylint: enable=g-import-not-at-top
   # Stored bfloat16 (`embedded.STORAGE_DTYPES`) runs in float32, as tuning does.
   params = jax.tree.map(lambda a: np.asarray(a, np.float32),
                         t5x.load_t5x(checkpoint))
   config = t5.config_from_params(params, dropout_rate=0.0)
-  vocabulary = corpus.vocabulary()
-  model = models.EncoderDecoderModel(t5.Transformer(config), vocabulary,
-                                     vocabulary)
   batch = _objective_batch(task, num_examples)
-  loss, extras = jax.jit(model.loss_fn)(params, batch, None)
+  loss, extras = _jitted_loss(config)(params, batch, None)
   return float(loss) / float(extras['num_tokens'])
 
 
