@@ -1,6 +1,7 @@
 """The train step's t5x-faithful dropout, its RNG switch, and the faster
 attention paths: each must compute what the plain computation computes."""
 import dataclasses
+import re
 
 import flax
 import jax
@@ -201,3 +202,53 @@ def test_dropout_rng_impl_is_wired(tiny_config):
 def test_dropout_rng_impl_rejects_unknown():
   with pytest.raises(ValueError, match="dropout_rng_impl is 'philox'"):
     trainer.dropout_root_key(0, 'philox')
+
+
+def _moved_kernels(compiled_text, kernel_shapes):
+  """The transpose and copy instructions of compiled HLO whose result has
+  the shape of a frozen kernel or of its transpose."""
+  shapes = set(kernel_shapes) | {s[::-1] for s in kernel_shapes}
+  moved = []
+  for line in compiled_text.splitlines():
+    match = re.search(r'= f32\[([\d,]+)\]\{[\d,]*\} (transpose|copy)\(', line)
+    if match and tuple(int(d) for d in match[1].split(',')) in shapes:
+      moved.append(line.strip())
+  return moved
+
+
+@pytest.mark.slow
+def test_the_step_reads_frozen_kernels_in_place(tiny_config):
+  """With XLA's default optimisations (what users run) the compiled prompt
+  step transposes and copies no frozen kernel: the activation-gradient
+  matmuls read each kernel as stored, so a pre-transposed copy of the frozen
+  weights would save nothing."""
+  module = t5.Transformer(tiny_config, prompt_length=P)
+  model = models.EncoderDecoderModel(module)
+  params = flax.core.meta.unbox(module.init(
+      jax.random.PRNGKey(1), jnp.ones((1, T), jnp.int32),
+      jnp.ones((1, U), jnp.int32))['params'])
+  trainable, frozen = trainer.split_params(params, ['encoder/prompt/.*'])
+  inputs, decoder_inputs, targets = _batch()
+  batch = {'encoder_input_tokens': inputs,
+           'decoder_input_tokens': decoder_inputs,
+           'decoder_target_tokens': targets,
+           'decoder_loss_weights': (targets > 0).astype(np.int32)}
+  optimizer = optax.sgd(0.1)  # The optimizer never sees the frozen kernels.
+  kernels = {tuple(k.shape) for k in jax.tree_util.tree_leaves(frozen)
+             if k.ndim == 2}
+  previous = jax.config.read('jax_disable_most_optimizations')
+  jax.config.update('jax_disable_most_optimizations', False)
+  try:
+    step = jax.jit(lambda tr: trainer.train_step(
+        model, optimizer, tr, frozen, optimizer.init(tr), batch, None))
+    text = step.lower(trainable).compile().as_text()
+    # The check finds a transposed kernel where one is forced to exist.
+    kernel = next(k for k in jax.tree_util.tree_leaves(frozen) if k.ndim == 2)
+    forced = jax.jit(lambda x, w: x @ jax.lax.optimization_barrier(w.T).T)
+    forced_text = forced.lower(jnp.ones((2, kernel.shape[0])),
+                               kernel).compile().as_text()
+  finally:
+    jax.config.update('jax_disable_most_optimizations', previous)
+  assert len(re.findall(r' dot\(', text)) > 20
+  assert _moved_kernels(text, kernels) == []
+  assert _moved_kernels(forced_text, {tuple(kernel.shape)})
