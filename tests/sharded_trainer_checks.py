@@ -8,6 +8,7 @@ and for model tuning, and compares the results. Prints one JSON object
 {check name: {"ok": bool, "detail": str}} as the last line of stdout.
 """
 import contextlib
+import functools
 import json
 import os
 import random
@@ -178,7 +179,10 @@ def _compare_runs(checkpoint, trainable_regexes, optimizer):
           f'{single.metrics["loss_per_token"]:.6f}')
 
 
+@functools.lru_cache(maxsize=None)
 def _sharded_setup(checkpoint):
+  """The (4, 2) mesh's setup of `checkpoint`, made once: the checks only
+  read it."""
   return setup_lib.setup_model(
       MODEL, checkpoint, seed=0,
       mesh_config=partitioning.MeshConfig(num_partitions=2))
