@@ -171,22 +171,25 @@ def test_dropout_root_key_has_the_impl(impl):
                                 jax.random.split(jax.random.PRNGKey(0))[1])
 
 
-@pytest.mark.slow
-def test_dropout_rng_impl_is_wired(tiny_config):
-  """The step trains with 'rbg' keys (finite loss, the prompt moves) and
-  draws other masks than with threefry's."""
-  root = trainer.dropout_root_key(0, 'rbg')
-  module = t5.Transformer(tiny_config, prompt_length=P)
-  model = models.EncoderDecoderModel(module)
-  params = flax.core.meta.unbox(module.init(
-      jax.random.PRNGKey(1), jnp.ones((1, T), jnp.int32),
-      jnp.ones((1, U), jnp.int32))['params'])
+def _prompt_step_inputs(config):
+  """The prompted model, its prompt and frozen weights, and a batch: what
+  `trainer.train_step` takes."""
+  module, params = _prompted(config)
   trainable, frozen = trainer.split_params(params, ['encoder/prompt/.*'])
   inputs, decoder_inputs, targets = _batch()
   batch = {'encoder_input_tokens': inputs,
            'decoder_input_tokens': decoder_inputs,
            'decoder_target_tokens': targets,
            'decoder_loss_weights': (targets > 0).astype(np.int32)}
+  return models.EncoderDecoderModel(module), trainable, frozen, batch
+
+
+@pytest.mark.slow
+def test_dropout_rng_impl_is_wired(tiny_config):
+  """The step trains with 'rbg' keys (finite loss, the prompt moves) and
+  draws other masks than with threefry's."""
+  root = trainer.dropout_root_key(0, 'rbg')
+  model, trainable, frozen, batch = _prompt_step_inputs(tiny_config)
   optimizer = optax.sgd(0.1)
   step = jax.jit(lambda tr, rng: trainer.train_step(
       model, optimizer, tr, frozen, optimizer.init(tr), batch, rng))
@@ -222,17 +225,7 @@ def test_the_step_reads_frozen_kernels_in_place(tiny_config):
   step transposes and copies no frozen kernel: the activation-gradient
   matmuls read each kernel as stored, so a pre-transposed copy of the frozen
   weights would save nothing."""
-  module = t5.Transformer(tiny_config, prompt_length=P)
-  model = models.EncoderDecoderModel(module)
-  params = flax.core.meta.unbox(module.init(
-      jax.random.PRNGKey(1), jnp.ones((1, T), jnp.int32),
-      jnp.ones((1, U), jnp.int32))['params'])
-  trainable, frozen = trainer.split_params(params, ['encoder/prompt/.*'])
-  inputs, decoder_inputs, targets = _batch()
-  batch = {'encoder_input_tokens': inputs,
-           'decoder_input_tokens': decoder_inputs,
-           'decoder_target_tokens': targets,
-           'decoder_loss_weights': (targets > 0).astype(np.int32)}
+  model, trainable, frozen, batch = _prompt_step_inputs(tiny_config)
   optimizer = optax.sgd(0.1)  # The optimizer never sees the frozen kernels.
   kernels = {tuple(k.shape) for k in jax.tree_util.tree_leaves(frozen)
              if k.ndim == 2}
