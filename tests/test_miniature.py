@@ -349,3 +349,33 @@ def test_the_suite_page_states_the_reports_figure3_table():
   assert len(rows) == 11
   for row in rows:
     assert row in page.splitlines(), row
+
+
+def test_the_suite_page_states_the_reports_table3_and_data_size():
+  """docs/miniature.md's Table 3 and training-set-size tables are the
+  committed report's."""
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  report = (repo / 'docs/miniature_suite/table3_data_size/report.md'
+            ).read_text()
+  page = (repo / 'docs/miniature.md').read_text().splitlines()
+  section = report.split('## Training-set size')[1].split('\n## ')[0]
+  rows = [line for line in section.splitlines()
+          if re.match(r'\| \d+ \|', line)]
+  assert len(rows) == 4
+  for row in rows:
+    assert row in page, row
+  # Each task's ensemble table: average, best and ensemble of its metric(s).
+  for task, metrics in (('qa', ('exact_match', 'f1')),
+                        ('negation', ('accuracy',)),
+                        ('claim', ('accuracy',)), ('outing', ('accuracy',))):
+    scores = []
+    for metric in metrics:
+      match = re.search(r'\| corpus_suite_%s \| %s \| 5 \| ([\d.]+) \| '
+                        r'([\d.]+) \| ([\d.]+) \|' % (task, metric), report)
+      scores.append(match.groups())
+    cells = [' / '.join(column) for column in zip(*scores)]
+    row = f"| `{task}`{' (exact match / F1)' if task == 'qa' else ''} | "
+    assert row + ' | '.join(cells) + ' |' in page, (task, cells)
+  average = re.search(r'average ([\d.]+), best ([\d.]+), ensemble ([\d.]+)',
+                      report).groups()
+  assert '| suite average | %s |' % ' | '.join(average) in page
