@@ -61,34 +61,40 @@ EXPERIMENTS = ('figure1', 'prompt_length', 'init', 'objective', 'ensemble',
                'data_size')
 
 
-def define_flags() -> None:
-  """The command's flags (defined only when it runs)."""
-  flags.DEFINE_string('output_dir', None, 'Where the runs and the report go.')
-  flags.DEFINE_bool('quick', False, 'The smaller plan (QUICK), for checks.')
-  flags.DEFINE_list('sizes', None, "Override the plan's model sizes.")
-  flags.DEFINE_integer('seeds', None, 'Override the number of seeds.')
-  flags.DEFINE_integer('train_steps', None, 'Override the steps of every run.')
-  flags.DEFINE_integer('eval_examples', None,
-                       'Evaluate on this many validation examples.')
-  flags.DEFINE_list('experiments', None,
-                    f'Run only these of {list(EXPERIMENTS)}.')
-  flags.DEFINE_string('task', None,
-                      'The downstream task (topic, sentiment, author), or '
-                      "'suite': the corpus suite on the ladder of sizes "
-                      '(plans SUITE_FULL and SUITE_QUICK).')
-  flags.DEFINE_integer('train_size', None,
-                       'Training examples of every run but the data-size '
-                       "control's (one of 32, 128, 512, 2048; default: the "
-                       "task's own).")
-  flags.DEFINE_list('suite_tasks', None,
-                    'With --task=suite: run only these suite tasks.')
-  flags.DEFINE_list('knobs', None,
-                    'With --task=suite: difficulty knobs NAME=VALUE of '
-                    'prompt_tuning.tasks.corpus_suite.Knobs, for calibration '
-                    '(the tasks are registered under a name made from them).')
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """The command's flags (defined only when it runs), in `flag_values`."""
+  def define(kind, name, default, help_text):
+    getattr(flags, f'DEFINE_{kind}')(name, default, help_text,
+                                     flag_values=flag_values)
+  define('string', 'output_dir', None, 'Where the runs and the report go.')
+  define('bool', 'quick', False, 'The smaller plan (QUICK), for checks.')
+  define('list', 'sizes', None, "Override the plan's model sizes.")
+  define('integer', 'seeds', None, 'Override the number of seeds.')
+  define('integer', 'data_size_seeds', None,
+         "Override the number of seeds of the data-size control.")
+  define('integer', 'train_steps', None, 'Override the steps of every run.')
+  define('integer', 'eval_examples', None,
+         'Evaluate on this many validation examples.')
+  define('list', 'experiments', None,
+         f'Run only these of {list(EXPERIMENTS)}.')
+  define('string', 'task', None,
+         'The downstream task (topic, sentiment, author), or '
+         "'suite': the corpus suite on the ladder of sizes "
+         '(plans SUITE_FULL and SUITE_QUICK).')
+  define('integer', 'train_size', None,
+         'Training examples of every run but the data-size '
+         "control's (one of 32, 128, 512, 2048; default: the "
+         "task's own).")
+  define('list', 'suite_tasks', None,
+         'With --task=suite: run only these suite tasks.')
+  define('list', 'knobs', None,
+         'With --task=suite: difficulty knobs NAME=VALUE of '
+         'prompt_tuning.tasks.corpus_suite.Knobs, for calibration '
+         '(the tasks are registered under a name made from them).')
 
 
-def plan_from_flags() -> 'miniature_lib.Plan':
+def plan_from_flags(values: flags.FlagValues = flags.FLAGS
+                    ) -> 'miniature_lib.Plan':
   """The plan (`FULL`, or `QUICK` with --quick; `SUITE_FULL` and
   `SUITE_QUICK` with --task=suite) with the flags' overrides.
 
@@ -97,7 +103,6 @@ def plan_from_flags() -> 'miniature_lib.Plan':
   """
   from prompt_tuning.experiments import miniature as miniature_lib  # pylint: disable=g-import-not-at-top
   from prompt_tuning.tasks import corpus_tasks  # pylint: disable=g-import-not-at-top
-  values = flags.FLAGS
   if values.task == miniature_lib.SUITE:
     plan = (miniature_lib.SUITE_QUICK if values.quick else
             miniature_lib.SUITE_FULL)
@@ -132,7 +137,7 @@ def plan_from_flags() -> 'miniature_lib.Plan':
       raise app.UsageError(f'--train_size is {values.train_size}; expected '
                            f'one of {list(corpus_tasks.TRAIN_SIZES)}')
     overrides['default_train_size'] = values.train_size
-  for name in ('seeds', 'train_steps', 'eval_examples'):
+  for name in ('seeds', 'data_size_seeds', 'train_steps', 'eval_examples'):
     value = getattr(values, name)
     if value is not None:
       if value < 1:

@@ -39,8 +39,9 @@ def test_full_plan_covers_the_papers_experiments():
   assert {(r.kind, r.sentinel) for r in runs['objective']} == set(
       miniature.OBJECTIVES)
   assert {r.seed for r in runs['ensemble']} == set(range(5))
-  assert {(r.method, r.train_size) for r in runs['data_size']} == {
-      (m, n) for m in miniature.METHODS for n in (32, 128, 512, 2048)}
+  # The control is one seed's (its published figures are).
+  assert {(r.method, r.train_size, r.seed) for r in runs['data_size']} == {
+      (m, n, 0) for m in miniature.METHODS for n in (32, 128, 512, 2048)}
   # One directory per setting; settings shared by experiments run once.
   unique = _unique(plan)
   assert len({r.name for r in unique}) == len(unique)
@@ -81,6 +82,10 @@ def test_suite_plan_runs_every_setting_on_every_suite_task():
   assert figure1 == {(m, z, s) for m in ('prompt tuning', 'model tuning')
                      for z in plan.sizes for s in range(plan.seeds)} | {
                          (miniature.DESIGN, z, 0) for z in plan.sizes}
+  # The control: every method and training-set size, three seeds.
+  assert {(r.method, r.train_size, r.seed) for r in runs['data_size']} == {
+      (m, n, s) for m in miniature.METHODS for n in (32, 128, 512, 2048)
+      for s in range(3)}
   unique = _unique(plan)
   assert len({r.name for r in unique}) == len(unique)
   # The corpus-task plans are unchanged by the suite's.
@@ -213,7 +218,7 @@ def _record(method, size='small', score=50.0, **setting):
   return {'run': run, 'score': score, 'seconds': 1.0}
 
 
-def test_findings_state_the_measured_differences():
+def test_findings_state_the_measured_differences(tmp_path):
   plan = dataclasses.replace(miniature.FULL, sizes=('tiny', 'small'),
                              experiments=('figure1', 'init', 'data_size'),
                              data_size_train_sizes=(32,))
@@ -234,6 +239,29 @@ def test_findings_state_the_measured_differences():
   assert '32 examples: prompt tuning 70.0, from scratch 30.0' in text
   table = miniature_report.data_size_table(plan, records)
   assert '| 32 | 70.0 | n/a | 30.0 |' in table
+  # A second seed of the control: mean ± sample std.
+  records.append(_record('prompt tuning', 'small', 80.0, train_size=32,
+                         seed=1))
+  table = miniature_report.data_size_table(plan, records)
+  assert '| 32 | 75.0 ± 7.1 | n/a | 30.0 |' in table
+  path = tmp_path / 'data_size.png'
+  miniature_report.plot_data_size(plan, records, str(path))
+  assert path.stat().st_size > 0
+
+
+def test_data_size_seeds_flag_overrides_the_plan():
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from prompt_tuning import miniature as command  # pylint: disable=g-import-not-at-top
+  values = flags.FlagValues()
+  command.define_flags(values)
+  values(['miniature', '--task=suite', '--data_size_seeds=2'])
+  plan = command.plan_from_flags(values)
+  assert plan.data_size_seeds == 2 and plan.seeds == 3
+  assert {r.seed for r in miniature.plan_runs(plan)['data_size']} == {0, 1}
+  values.data_size_seeds = 0
+  with pytest.raises(app.UsageError, match='--data_size_seeds is 0'):
+    command.plan_from_flags(values)
 
 
 @pytest.mark.slow

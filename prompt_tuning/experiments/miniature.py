@@ -103,6 +103,9 @@ class Plan:
   ensemble_prompts: int = 5
   data_size_train_sizes: Tuple[int, ...] = (32, 128, 512, 2048)
   data_size_methods: Tuple[str, ...] = METHODS
+  # Seeds of each data-size setting: one unless a plan asks for error bars
+  # (corpus_topic's published control is one seed's).
+  data_size_seeds: int = 1
   experiments: Tuple[str, ...] = EXPERIMENTS
   # Figure 1's lines; `DESIGN` needs the suite.
   figure1_methods: Tuple[str, ...] = ('prompt tuning', 'model tuning')
@@ -171,7 +174,8 @@ QUICK = Plan(sizes=('tiny', 'small'), seeds=1, train_steps=50,
 # The power of scale on the ladder: the suite, every size, prompt design in
 # Figure 1 (docs/miniature.md states its size and what of it has run).
 SUITE_FULL = dataclasses.replace(
-    FULL, task=SUITE, sizes=embedded.SIZES, seeds=3, train_steps=300,
+    FULL, task=SUITE, sizes=embedded.SIZES, seeds=3, data_size_seeds=3,
+    train_steps=300,
     figure1_methods=('prompt tuning', 'model tuning', DESIGN))
 SUITE_QUICK = dataclasses.replace(
     QUICK, task=SUITE, sizes=('tiny', 'mini'), train_steps=50,
@@ -205,9 +209,11 @@ def plan_runs(plan: Plan) -> Dict[str, List[Run]]:
     runs['ensemble'] = [Run(size=plan.main_size, seed=s)
                         for s in range(plan.ensemble_prompts)]
   if 'data_size' in plan.experiments:
-    runs['data_size'] = [Run(method=m, size=plan.main_size, train_size=n)
+    runs['data_size'] = [Run(method=m, size=plan.main_size, train_size=n,
+                             seed=s)
                          for n in plan.data_size_train_sizes
-                         for m in plan.data_size_methods]
+                         for m in plan.data_size_methods
+                         for s in range(plan.data_size_seeds)]
   return {name: [dataclasses.replace(r, suite_task=t)
                  for r in settings for t in plan.tasks]
           for name, settings in runs.items()}

@@ -130,12 +130,17 @@ def plot_data_size(plan: miniature.Plan, records: Sequence[Mapping[str, Any]],
   # otherwise hide one method's line under another's.
   styles = (('o', '-', 9), ('s', '--', 6), ('^', ':', 5))
   for method, (marker, line, size) in zip(miniature.METHODS, styles):
-    points = [(n, _mean(records, method=method, train_size=n))
-              for n in plan.data_size_train_sizes]
-    points = [(n, y) for n, y in points if y is not None]
+    # (n, mean, sample std) of every size the method ran at.
+    points = [(n,) + _stat(chosen)[:2] for n in plan.data_size_train_sizes
+              if (chosen := _select(records, method=method, train_size=n))]
     if points:
-      ax.plot(*zip(*points), marker=marker, linestyle=line, markersize=size,
-              label=method)
+      xs, means, stds = zip(*points)
+      style = dict(marker=marker, linestyle=line, markersize=size,
+                   label=method)
+      if max(stds) > 0:
+        ax.errorbar(xs, means, yerr=stds, capsize=3, **style)
+      else:
+        ax.plot(xs, means, **style)
   ax.set_xscale('log', base=2)
   ax.set_xlabel('training examples')
   what = 'suite average' if plan.task == miniature.SUITE else 'accuracy'
@@ -434,7 +439,9 @@ def run_miniature(plan: miniature.Plan, output_dir: str) -> Dict[str, str]:
     sections += [
         '## Training-set size: pretraining against the from-scratch control\n',
         f'{plan.task_label}, model size {plan.main_size}, '
-        f'{plan.train_steps} steps each, final validation {what} (%). '
+        f'{plan.train_steps} steps each, final validation {what} (%)'
+        + ('. ' if plan.data_size_seeds == 1 else
+           f', mean ± sample std over {plan.data_size_seeds} seeds. ') +
         'Prompt tuning and model tuning start from the frozen LM-adapted '
         'model; "from scratch" trains the same architecture from random '
         'weights on the same examples for the same number of steps '
