@@ -18,7 +18,7 @@ task, its score is the suite average, and Figure 1 adds prompt design):
 | `init`          | Figure 3(b)    | random uniform, sampled vocab, class labels   |
 | `objective`     | Figure 3(c, d) | span corruption, + sentinel, LM adaptation short and long |
 | `ensemble`      | Table 3        | `plan.ensemble_prompts` seeds of one prompt, ensembled |
-| `data_size`     | (the control)  | prompt tuning, model tuning and the architecture trained from scratch, against the number of training examples |
+| `data_size`     | (the control)  | prompt tuning, model tuning and the architecture trained from scratch, against the number of training examples (`plan.data_size_seeds` seeds) |
 
 Every run but the ensemble is `python -m prompt_tuning.train`'s job, run in
 this process with the same gin files (`gin/corpus/{prompt_tune,model_tune,
