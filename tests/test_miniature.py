@@ -284,7 +284,7 @@ def test_tiny_suite_miniature_end_to_end(tmp_path):
       eval_examples=16, suite_tasks=('qa', 'claim'),
       inits=('random_uniform', 'from_class_labels'), prompt_lengths=(20,),
       objectives=(('span_corruption', True), ('lm_adapted_long', False)),
-      ensemble_prompts=2, data_size_train_sizes=(32,),
+      ensemble_prompts=2, data_size_train_sizes=(32,), data_size_seeds=1,
       data_size_methods=('prompt tuning', 'from scratch'), main_size='tiny')
   written = miniature_report.run_miniature(plan, str(tmp_path))
   report = (tmp_path / 'report.md').read_text()
