@@ -62,35 +62,38 @@ EXPERIMENTS = ('figure1', 'prompt_length', 'init', 'objective', 'ensemble',
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-  """The command's flags (defined only when it runs), in `flag_values`."""
-  def define(kind, name, default, help_text):
-    getattr(flags, f'DEFINE_{kind}')(name, default, help_text,
-                                     flag_values=flag_values)
-  define('string', 'output_dir', None, 'Where the runs and the report go.')
-  define('bool', 'quick', False, 'The smaller plan (QUICK), for checks.')
-  define('list', 'sizes', None, "Override the plan's model sizes.")
-  define('integer', 'seeds', None, 'Override the number of seeds.')
-  define('integer', 'data_size_seeds', None,
-         "Override the number of seeds of the data-size control.")
-  define('integer', 'train_steps', None, 'Override the steps of every run.')
-  define('integer', 'eval_examples', None,
-         'Evaluate on this many validation examples.')
-  define('list', 'experiments', None,
-         f'Run only these of {list(EXPERIMENTS)}.')
-  define('string', 'task', None,
-         'The downstream task (topic, sentiment, author), or '
-         "'suite': the corpus suite on the ladder of sizes "
-         '(plans SUITE_FULL and SUITE_QUICK).')
-  define('integer', 'train_size', None,
-         'Training examples of every run but the data-size '
-         "control's (one of 32, 128, 512, 2048; default: the "
-         "task's own).")
-  define('list', 'suite_tasks', None,
-         'With --task=suite: run only these suite tasks.')
-  define('list', 'knobs', None,
-         'With --task=suite: difficulty knobs NAME=VALUE of '
-         'prompt_tuning.tasks.corpus_suite.Knobs, for calibration '
-         '(the tasks are registered under a name made from them).')
+  """Defines the command's flags (only when it runs) in `flag_values`."""
+  fv = dict(flag_values=flag_values)
+  flags.DEFINE_string('output_dir', None, 'Where the runs and the report go.',
+                      **fv)
+  flags.DEFINE_bool('quick', False, 'The smaller plan (QUICK), for checks.',
+                    **fv)
+  flags.DEFINE_list('sizes', None, "Override the plan's model sizes.", **fv)
+  flags.DEFINE_integer('seeds', None, 'Override the number of seeds.', **fv)
+  flags.DEFINE_integer('data_size_seeds', None,
+                       'Override the number of seeds of the data-size '
+                       'control.', **fv)
+  flags.DEFINE_integer('train_steps', None, 'Override the steps of every run.',
+                       **fv)
+  flags.DEFINE_integer('eval_examples', None,
+                       'Evaluate on this many validation examples.', **fv)
+  flags.DEFINE_list('experiments', None,
+                    f'Run only these of {list(EXPERIMENTS)}.', **fv)
+  flags.DEFINE_string('task', None,
+                      'The downstream task (topic, sentiment, author), or '
+                      "'suite': the corpus suite on the ladder of sizes "
+                      '(plans SUITE_FULL and SUITE_QUICK).', **fv)
+  flags.DEFINE_integer('train_size', None,
+                       'Training examples of every run but the data-size '
+                       "control's (one of 32, 128, 512, 2048; default: the "
+                       "task's own).", **fv)
+  flags.DEFINE_list('suite_tasks', None,
+                    'With --task=suite: run only these suite tasks.', **fv)
+  flags.DEFINE_list('knobs', None,
+                    'With --task=suite: difficulty knobs NAME=VALUE of '
+                    'prompt_tuning.tasks.corpus_suite.Knobs, for calibration '
+                    '(the tasks are registered under a name made from them).',
+                    **fv)
 
 
 def plan_from_flags(values: flags.FlagValues = flags.FLAGS
