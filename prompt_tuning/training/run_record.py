@@ -44,7 +44,8 @@ VERSION = 1
 
 # T5Config fields that are numerics of a computation, not the architecture:
 # a follow-up command may change them (e.g. bfloat16 activations at serving).
-_RUNTIME_FIELDS = ('dropout_rate', 'dtype', 'remat')
+_RUNTIME_FIELDS = ('dropout_rate', 'dtype', 'remat',
+                   'attention_query_chunk')
 
 
 class RunRecordError(ValueError):
