@@ -101,10 +101,6 @@ _PRNG_IMPL = flags.DEFINE_enum(
     'prng_impl', None, ['threefry2x32', 'rbg', 'unsafe_rbg'],
     "jax's default PRNG (the dropout masks); default: jax's own "
     '(threefry2x32).')
-_ATTENTION_QUERY_CHUNK = flags.DEFINE_integer(
-    'attention_query_chunk', None, 'train: also time prompt tuning with '
-    'attention over blocks of this many queries (t5.T5Config.'
-    'attention_query_chunk), beside the plain step.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Weights, batch and dropout.')
 _BACKGROUND_LOAD = flags.DEFINE_integer(
     'background_load', 0, 'train: threads of a numpy matmul loop run in a '
@@ -186,8 +182,7 @@ def main(argv):
         serving_batch_size=_SERVING_BATCH_SIZE.value,
         num_prompts=_NUM_PROMPTS.value, num_tasks=_NUM_TASKS.value,
         scaling_axes=_SCALING_AXES.value, scaling_values=scaling_values,
-        plot_dir=_PLOT_DIR.value, background_load=_BACKGROUND_LOAD.value,
-        attention_query_chunk=_ATTENTION_QUERY_CHUNK.value)
+        plot_dir=_PLOT_DIR.value, background_load=_BACKGROUND_LOAD.value)
   except (ValueError, ImportError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1

@@ -83,43 +83,6 @@ def test_dropout_at_rate_zero_changes_nothing(tiny_config):
   assert not np.allclose(plain, dropped)
 
 
-@pytest.mark.parametrize('chunk', [3, 5])
-def test_query_chunks_compute_the_plain_attention(tiny_config, chunk):
-  """Attention over blocks of queries (the last block short at P + T = 11)
-  gives the plain computation's logits and prompt gradient, with dropout
-  too: the mask is drawn once and shared by every block's queries."""
-  _, params = _prompted(tiny_config)
-  plain, _ = _prompted(tiny_config)
-  blocked, _ = _prompted(dataclasses.replace(tiny_config,
-                                             attention_query_chunk=chunk))
-  inputs, decoder_inputs, targets = _batch()
-
-  def prompt_grad(module, dropout):
-    def loss(p):
-      logits = module.apply({'params': p}, inputs, decoder_inputs, targets,
-                            enable_dropout=dropout,
-                            rngs={'dropout': jax.random.PRNGKey(3)})
-      return jnp.sum(jax.nn.log_softmax(logits)[..., 0]), logits
-    (_, logits), grads = jax.value_and_grad(loss, has_aux=True)(params)
-    return logits, grads['encoder']['prompt']['prompt']['prompt']
-
-  want = {}
-  for dropout in (False, True):
-    want[dropout] = prompt_grad(plain, dropout)
-    got_logits, got_grad = prompt_grad(blocked, dropout)
-    np.testing.assert_allclose(got_logits, want[dropout][0], rtol=1e-5,
-                               atol=1e-5)
-    np.testing.assert_allclose(got_grad, want[dropout][1], rtol=1e-4,
-                               atol=1e-6)
-  # Dropout changes the logits: the comparison with dropout can fail.
-  assert not np.allclose(want[True][0], want[False][0])
-
-
-def test_query_chunk_must_be_positive(tiny_config):
-  with pytest.raises(ValueError, match='attention_query_chunk'):
-    dataclasses.replace(tiny_config, attention_query_chunk=0)
-
-
 def _attention_reference(module, params, inputs_q, inputs_kv, mask, bias):
   """Masking each layer's logits, as the attention did before the fold."""
   def project(name):

@@ -46,8 +46,6 @@ FIELDS = (
     'load_average_before', 'load_average_after', 'background_load_threads')
 
 B, T, U, P = 2, 11, 3, 5
-# Three blocks of the P + T = 16 encoder positions, the last one short.
-QUERY_CHUNK = 6
 # NOTE: XLA's optimisations off keeps the compiles short; the checks here do
 # not depend on them.
 _FAST_ENV = dict(os.environ, JAX_PLATFORMS='cpu',
@@ -69,7 +67,6 @@ def cli_run(tmp_path_factory):
       [sys.executable, '-m', 'prompt_tuning.bench', '--size=tiny',
        '--repeats=2', '--warmup_steps=1', f'--batch_size={B}',
        f'--input_length={T}', f'--target_length={U}', f'--prompt_length={P}',
-       f'--attention_query_chunk={QUERY_CHUNK}',
        f'--output={out / "bench.jsonl"}',
        f'--markdown_output={out / "bench.md"}'],
       capture_output=True, text=True, env=_FAST_ENV, timeout=300,
@@ -111,13 +108,10 @@ def test_peft_side_by_side_or_a_note(cli_run):
 @pytest.mark.slow
 def test_records_have_every_field(cli_run):
   stdout, records, _, _ = cli_run
-  assert [r['case'] for r in records] == list(bench_train.CASES) + [
-      bench_train.QUERY_CHUNKED_CASE]
+  assert [r['case'] for r in records] == list(bench_train.CASES)
   dropout = {r['case']: r['dropout_rate'] for r in records}
   assert dropout == {'prompt_tuning': 0.1, 'model_tuning': 0.1,
-                     'prompt_tuning_no_dropout': 0.0,
-                     bench_train.QUERY_CHUNKED_CASE: 0.1}
-  assert records[-1]['attention_query_chunk'] == QUERY_CHUNK
+                     'prompt_tuning_no_dropout': 0.0}
   for record in records:
     assert not set(FIELDS) - set(record), set(FIELDS) - set(record)
     # The same run's matmul ceiling, the step's share of it, the load.
@@ -146,8 +140,6 @@ def test_summary_printed_and_written(cli_run):
   assert f'jax {jax.__version__}' in markdown
   assert "Against the same run's plain matmul peak" in markdown
   assert '| prompt_tuning_no_dropout | jax | 0 |' in markdown
-  assert f'| {bench_train.QUERY_CHUNKED_CASE} | jax | 0.1 |' in markdown
-  assert f'Attention over blocks of {QUERY_CHUNK} queries' in markdown
   assert 'Load average (1, 5, 15 min) before timing [' in markdown
   for label in ('step time, median', 'compiled peak', 'step FLOPs (XLA)',
                 'model FLOPs / step (formula)', 'MFU', 'optimizer state',
@@ -167,7 +159,7 @@ def test_no_recompilation_after_the_first_step(cli_run):
 
 @pytest.mark.slow
 def test_prompt_tuning_computes_no_weight_gradients(cli_run):
-  _, (prompt, model, *_), _, _ = cli_run
+  _, (prompt, model, _), _, _ = cli_run
   config = bench_utils.SIZES['tiny']
   assert prompt['trainable_params'] == P * config.emb_dim
   assert prompt['trainable_params'] + prompt['frozen_params'] == (
@@ -185,7 +177,7 @@ def test_prompt_tuning_computes_no_weight_gradients(cli_run):
 def test_optimizer_state_is_the_trainable_parts(cli_run):
   """Adafactor's state follows the trainable shapes: for the prompt (too
   small to factor) the prompt's size plus a few scalars, not the model's."""
-  _, (prompt, model, *_), _, _ = cli_run
+  _, (prompt, model, _), _, _ = cli_run
   for record in (prompt, model):
     assert record['opt_state_bytes'] == record['expected_opt_state_bytes']
   # [P, H] kept whole, 1-element v_row and v_col, one int32 count.
@@ -285,7 +277,6 @@ def test_count_weight_gradient_dots():
     (dict(size='tiny', prompt_length=0), '--prompt_length=0'),
     (dict(size='tiny', frozen_dtype='int8'), "--frozen_dtype='int8'"),
     (dict(size='tiny', frameworks=('peft',)), '--frameworks=peft'),
-    (dict(size='tiny', attention_query_chunk=0), '--attention_query_chunk=0'),
 ])
 def test_bad_arguments_name_the_flag(kwargs, message):
   with pytest.raises(ValueError, match=message.replace('.', r'\.')):

@@ -31,8 +31,7 @@ def run_suites(suites: Sequence[str], *, frameworks: Sequence[str],
                serving_batch_size: int, num_prompts: int, num_tasks: int,
                scaling_axes: Sequence[str],
                scaling_values: Mapping[str, Sequence[int]],
-               plot_dir: Optional[str] = None, background_load: int = 0,
-               attention_query_chunk: Optional[int] = None
+               plot_dir: Optional[str] = None, background_load: int = 0
                ) -> Tuple[List[Dict[str, Any]], List[str]]:
   """Runs `suites` in `SUITES` order.
 
@@ -52,8 +51,6 @@ def run_suites(suites: Sequence[str], *, frameworks: Sequence[str],
     plot_dir: where the scaling suite writes its PNG curves (None: none).
     background_load: train: threads of a matmul loop run beside the timing
       (`bench_train.run_benchmark`), 0 for none.
-    attention_query_chunk: train: also time prompt tuning with attention
-      over blocks of this many queries (None: not).
 
   Returns:
     (one record per case, the Markdown sections of the summary).
@@ -78,8 +75,7 @@ def run_suites(suites: Sequence[str], *, frameworks: Sequence[str],
         target_length=target_length, prompt_length=prompt_length,
         steps_per_repeat=steps_per_repeat, frozen_dtype=frozen_dtype,
         remat=remat, model_tuning_prompt=model_tuning_prompt,
-        frameworks=frameworks, background_load=background_load,
-        attention_query_chunk=attention_query_chunk, **shared)
+        frameworks=frameworks, background_load=background_load, **shared)
     records += suite
     sections.append('### Train step\n\n' + bench_train.summary_table(suite))
   if 'inference' in suites:

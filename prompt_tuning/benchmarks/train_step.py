@@ -75,7 +75,6 @@ MODEL_TUNING_LR = 1e-3
 CASES = ('prompt_tuning', 'model_tuning', 'prompt_tuning_no_dropout')
 PEFT_CASE = 'peft_prompt_tuning'
 PEFT_NO_DROPOUT_CASE = 'peft_prompt_tuning_no_dropout'
-QUERY_CHUNKED_CASE = 'prompt_tuning_query_chunked'
 FRAMEWORKS = ('jax', 'peft')
 
 
@@ -257,9 +256,7 @@ def run_benchmark(size: str = 'anchor', batch_size: int = 8,
                   dtype: str = 'float32', frozen_dtype: Optional[str] = None,
                   remat: bool = False, model_tuning_prompt: bool = True,
                   frameworks: Sequence[str] = ('jax',), seed: int = 0,
-                  background_load: int = 0,
-                  attention_query_chunk: Optional[int] = None
-                  ) -> List[Dict[str, Any]]:
+                  background_load: int = 0) -> List[Dict[str, Any]]:
   """The train suite: every case side by side; one record per case.
 
   Args:
@@ -282,9 +279,6 @@ def run_benchmark(size: str = 'anchor', batch_size: int = 8,
     seed: weights, batch and dropout.
     background_load: threads of a numpy matmul loop run in a child process
       while the cases warm up and are timed (0: none), a loaded machine.
-    attention_query_chunk: also time prompt tuning with
-      `T5Config.attention_query_chunk` set to this (the case
-      `prompt_tuning_query_chunked`), beside the plain step.
 
   Every case is also run without dropout beside its dropout one (prompt
   tuning, and PEFT's), and plain matmuls of the step's shapes
@@ -306,8 +300,6 @@ def run_benchmark(size: str = 'anchor', batch_size: int = 8,
       target_length=target_length, prompt_length=prompt_length,
       repeats=repeats, steps_per_repeat=steps_per_repeat,
       warmup_steps=warmup_steps)
-  if attention_query_chunk is not None:
-    bench_utils.check_positive(attention_query_chunk=attention_query_chunk)
   frozen_dtype = None if frozen_dtype == 'float32' else frozen_dtype
   if frozen_dtype is not None and frozen_dtype not in trainer.FROZEN_DTYPES:
     raise ValueError(f'--frozen_dtype={frozen_dtype!r}; expected one of '
@@ -336,14 +328,12 @@ def run_benchmark(size: str = 'anchor', batch_size: int = 8,
     common.update(load)
     return _run_cases(config, common, batch, device, seed, prompt_length,
                       frozen_dtype, warmup_steps, model_tuning_prompt,
-                      frameworks, repeats, steps_per_repeat,
-                      attention_query_chunk)
+                      frameworks, repeats, steps_per_repeat)
 
 
 def _run_cases(config, common, batch, device, seed, prompt_length,
                frozen_dtype, warmup_steps, model_tuning_prompt, frameworks,
-               repeats, steps_per_repeat, attention_query_chunk
-               ) -> List[Dict[str, Any]]:
+               repeats, steps_per_repeat) -> List[Dict[str, Any]]:
   """`run_benchmark`'s cases, built, warmed up, timed and recorded."""
   batch_size, input_length = batch['encoder_input_tokens'].shape
   target_length = batch['decoder_target_tokens'].shape[1]
@@ -360,20 +350,6 @@ def _run_cases(config, common, batch, device, seed, prompt_length,
                           frozen_dtype, dropout=False)
   no_dropout.info['framework'] = 'jax'
   _warm_up(no_dropout, device, warmup_steps)
-  chunked = []
-  if attention_query_chunk is not None:
-    # The same weights (same seed), attention over blocks of queries.
-    chunked_model, chunked_setup = random_setup(
-        dataclasses.replace(config,
-                            attention_query_chunk=attention_query_chunk),
-        prompt_length, seed)
-    chunked.append(build_case(QUERY_CHUNKED_CASE, chunked_model,
-                              chunked_setup, prompts.PROMPT_REGEX,
-                              PROMPT_TUNING_LR, batch, seed, frozen_dtype))
-    chunked[0].info.update(framework='jax',
-                           attention_query_chunk=attention_query_chunk)
-    del chunked_setup
-    _warm_up(chunked[0], device, warmup_steps)
   theirs = []
   if 'peft' in frameworks:
     # Same weights, prompt and batch as ours, before any step changes them.
@@ -392,7 +368,7 @@ def _run_cases(config, common, batch, device, seed, prompt_length,
   model.info['framework'] = 'jax'
   del setup
   _warm_up(model, device, warmup_steps)
-  cases = [prompt, model, no_dropout] + chunked
+  cases = [prompt, model, no_dropout]
   for case in theirs:
     bench_utils.warm_up(case, warmup_steps)
     cases.append(case)
@@ -562,7 +538,7 @@ def ceiling_table(records: Sequence[Dict[str, Any]]) -> str:
   first = records[0]
   rows = []
   for name in ('prompt_tuning', PEFT_CASE, 'prompt_tuning_no_dropout',
-               PEFT_NO_DROPOUT_CASE, 'model_tuning', QUERY_CHUNKED_CASE):
+               PEFT_NO_DROPOUT_CASE, 'model_tuning'):
     r = by_case.get(name)
     if r is None:
       continue
@@ -579,16 +555,6 @@ def ceiling_table(records: Sequence[Dict[str, Any]]) -> str:
   rates = ', '.join(f'{shape}: {bench_utils.fmt(rate, "flops")}/s'
                     for shape, rate in first['matmul_flops_per_s'].items())
   load = first.get('background_load') or 'none started by the bench'
-  chunked = by_case.get(QUERY_CHUNKED_CASE)
-  chunk_line = [] if chunked is None else [
-      '', f'Attention over blocks of {chunked["attention_query_chunk"]} '
-      'queries (`T5Config.attention_query_chunk`): step time '
-      f'{bench_utils.fmt(chunked["step_time_median_s"], "ms")} against '
-      f'{bench_utils.fmt(by_case["prompt_tuning"]["step_time_median_s"], "ms")}'
-      ', ' + bench_utils.fmt(bench_utils.ratio(
-          chunked['step_time_median_s'],
-          by_case['prompt_tuning']['step_time_median_s']), 'ratio')
-      + ' of the plain step\'s time.']
   return '\n'.join([
       'Against the same run\'s plain matmul peak '
       f'({bench_utils.fmt(first["matmul_peak_flops_per_s"], "flops")}/s, '
@@ -599,8 +565,7 @@ def ceiling_table(records: Sequence[Dict[str, Any]]) -> str:
           'r'), '',
       f'Load average (1, 5, 15 min) before timing '
       f'{first.get("load_average_before")}, after '
-      f'{first.get("load_average_after")}; background load: {load}.']
-      + chunk_line)
+      f'{first.get("load_average_after")}; background load: {load}.'])
 
 
 def peft_table(ours: Dict[str, Any], peft: Dict[str, Any]) -> str:

@@ -234,9 +234,6 @@ class MultiHeadAttention(nn.Module):
   kernel_init: Initializer = nn.initializers.variance_scaling(
       1.0, 'fan_in', 'normal')
   methods: Optional[plugins.Plugins] = None
-  # Queries per block of the score computation (None: all at once); see
-  # `T5Config.attention_query_chunk`.
-  query_chunk: Optional[int] = None
 
   @nn.compact
   def __call__(self, inputs_q: Array, inputs_kv: Array,
@@ -295,29 +292,6 @@ class MultiHeadAttention(nn.Module):
       # -> [B, P+S, N, D], mask [B, 1, T, P+S]
       key, value, mask = prepend_prefix(prefix, key, value, mask)
 
-    keep = None
-    if not deterministic and self.dropout_rate > 0:
-      # As t5x's T5: one attention-weight dropout mask per example, head and
-      # key, shared by every query. nn.Dropout draws it on that shape, as
-      # it did when applied to the weights: the same bits as before.
-      ones = jnp.ones((key.shape[0], self.num_heads, 1, key.shape[1]),
-                      self.dtype)
-      keep = nn.Dropout(self.dropout_rate, broadcast_dims=(-2,))(
-          ones, deterministic=False) > 0
-    chunk = self.query_chunk
-    if chunk is None or decode or query.shape[1] <= chunk:
-      out = self._attend(query, key, value, mask, bias, keep)
-    else:
-      out = self._attend_in_chunks(query, key, value, mask, bias, keep, chunk)
-    # [B, T, N, D] -> [B, T, N*D] ([Bk, G*T, ...] -> [B, T, ...] if grouped)
-    out = out.reshape((batch, length, features))
-    return Dense(inputs_q.shape[-1], ('heads', 'embed'), self.kernel_init,
-                 self.dtype, self.methods, name='out')(out)
-
-  def _attend(self, query: Array, key: Array, value: Array,
-              mask: Optional[Array], bias: Optional[Array],
-              keep: Optional[Array]) -> Array:
-    """softmax(q k^T + bias) v for queries [B, T, N, D] -> [B, T, N, D]."""
     # [B, T, N, D] x [B, S, N, D] -> [B, N, T, S]; logits in float32.
     logits = jnp.einsum('btnd,bsnd->bnts', query, key,
                         preferred_element_type=jnp.float32)
@@ -326,36 +300,17 @@ class MultiHeadAttention(nn.Module):
     if mask is not None:
       logits = jnp.where(mask, logits, _MASK_VALUE)
     weights = jax.nn.softmax(logits).astype(self.dtype)
-    if keep is not None:
-      # nn.Dropout's arithmetic, with the mask drawn once per call.
-      weights = jax.lax.select(jnp.broadcast_to(keep, weights.shape),
-                               weights / (1.0 - self.dropout_rate),
-                               jnp.zeros_like(weights))
+    if not deterministic and self.dropout_rate > 0:
+      # As t5x's T5: one mask per example, head and key, shared by every
+      # query (mask [B, N, 1, S]).
+      weights = nn.Dropout(self.dropout_rate, broadcast_dims=(-2,))(
+          weights, deterministic=False)
     # [B, N, T, S] x [B, S, N, D] -> [B, T, N, D]
-    return jnp.einsum('bnts,bsnd->btnd', weights, value)
-
-  def _attend_in_chunks(self, query, key, value, mask, bias, keep,
-                        chunk: int) -> Array:
-    """`_attend` over blocks of `chunk` queries, concatenated.
-
-    Each block's scores ([B, N, chunk, S]) stay in cache while its softmax,
-    dropout and both matmuls run, forward and backward. Static slices, not a
-    loop primitive: on CPU, `lax.map` over the blocks was slower than no
-    blocks at all. Sums run in another order, so outputs differ from
-    `_attend`'s in the last bits.
-    """
-    length = query.shape[1]
-
-    def rows(x, start):
-      # Mask and bias broadcast over queries when their T axis is 1.
-      if x is None or x.shape[-2] == 1:
-        return x
-      return x[..., start:start + chunk, :]
-
-    return jnp.concatenate(
-        [self._attend(query[:, start:start + chunk], key, value,
-                      rows(mask, start), rows(bias, start), keep)
-         for start in range(0, length, chunk)], axis=1)
+    out = jnp.einsum('bnts,bsnd->btnd', weights, value)
+    # [B, T, N, D] -> [B, T, N*D] ([Bk, G*T, ...] -> [B, T, ...] if grouped)
+    out = out.reshape((batch, length, features))
+    return Dense(inputs_q.shape[-1], ('heads', 'embed'), self.kernel_init,
+                 self.dtype, self.methods, name='out')(out)
 
   def _use_cache(self, query, key, value, mask, bias):
     """Writes this step's key/value into the cache; returns the full cache.

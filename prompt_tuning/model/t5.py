@@ -52,12 +52,6 @@ class T5Config:
   # inputs and large models, about one more forward pass of compute). The
   # values computed are the same.
   remat: bool = False
-  # Attention over blocks of this many queries at a time (None: all at
-  # once). Each block's scores stay in cache through softmax, dropout and
-  # both matmuls: faster for long inputs on CPU (docs/model.md), while the
-  # sums' order changes the outputs in their last bits, so the default
-  # keeps published scores reproducible. Decoding is never blocked.
-  attention_query_chunk: Optional[int] = None
 
   def __post_init__(self):
     object.__setattr__(self, 'dtype', jnp.dtype(self.dtype))
@@ -68,9 +62,6 @@ class T5Config:
       if getattr(self, field) <= 0:
         raise ValueError(f'T5Config.{field} must be positive, got '
                          f'{getattr(self, field)}')
-    if self.attention_query_chunk is not None and self.attention_query_chunk <= 0:
-      raise ValueError('T5Config.attention_query_chunk must be positive or '
-                       f'None, got {self.attention_query_chunk}')
 
 
 # The paper's sizes (T5 1.1); vocabulary 32128, 32 buckets, max distance 128.
@@ -98,9 +89,7 @@ def _attention(config: T5Config, name: str,
                ) -> layers.MultiHeadAttention:
   return layers.MultiHeadAttention(config.num_heads, config.head_dim,
                                    config.dtype, config.dropout_rate,
-                                   methods=methods,
-                                   query_chunk=config.attention_query_chunk,
-                                   name=name)
+                                   methods=methods, name=name)
 
 
 def _norm(config: T5Config, name: str) -> layers.RMSNorm:

@@ -44,8 +44,7 @@ VERSION = 1
 
 # T5Config fields that are numerics of a computation, not the architecture:
 # a follow-up command may change them (e.g. bfloat16 activations at serving).
-_RUNTIME_FIELDS = ('dropout_rate', 'dtype', 'remat',
-                   'attention_query_chunk')
+_RUNTIME_FIELDS = ('dropout_rate', 'dtype', 'remat')
 
 
 class RunRecordError(ValueError):
