@@ -334,6 +334,8 @@ def test_tiny_suite_miniature_end_to_end(tmp_path):
   assert re.search(r'span corruption \+ sentinel', report)
   run_minutes = sum(r['seconds'] for r in summary['runs']) / 60
   assert f'{run_minutes:.1f} minutes of training run time' in report
+  assert ('16 runs (2 of them prompt design, evaluated only; the others 2 '
+          'steps each), plus the ensembles, on ') in report
   # One ensemble per suite task; Table 3's row is their mean.
   scores = {}
   for task in ('qa', 'claim'):

@@ -456,9 +456,17 @@ def run_miniature(plan: miniature.Plan, output_dir: str) -> Dict[str, str]:
                findings(plan, averages, ensemble_reports)]
   elapsed = time.time() - start
   run_seconds = sum(r['seconds'] for r in all_records)
+  designs = sum(run.method == miniature.DESIGN for run in unique)
+  counted = f'{len(unique)} runs'
+  if designs:  # They train nothing.
+    counted += (f' ({designs} of them prompt design, evaluated only; the '
+                f'others {plan.train_steps} steps each)')
+  else:
+    counted += f', {plan.train_steps} steps each'
+  if 'ensemble' in plan.experiments:
+    counted += ', plus the ensembles'
   sections += ['## Run time\n',
-               f'{len(unique)} training runs (plus the ensemble), '
-               f'{plan.train_steps} steps each, on {os.cpu_count()} CPU '
+               f'{counted}, on {os.cpu_count()} CPU '
                f'cores: {run_seconds / 60:.1f} minutes of training run time '
                'in all (each run timed where it ran; runs reused from an '
                'earlier invocation keep their original time); this '
