@@ -63,6 +63,9 @@ COMMANDS = [
     (r'launch/\w+\.sh', 'exists', ''),
     # Benchmarks: each takes minutes and rewrites benchmarks/results/.
     (r'python benchmarks/render\.py', 'render', ''),
+    (r'python -m prompt_tuning\.bench .*--attention_query_chunk=\d+', 'skip',
+     'the blocked-attention experiment: a flag of commit 02cd7aa, reverted '
+     '(docs/benchmarks.md)'),
     (r'(OMP_WAIT_POLICY=ACTIVE )?python -m prompt_tuning\.bench .*', 'flags',
      'minutes to hours'),
     # Checkpoints and interop.
