@@ -369,9 +369,10 @@ def test_the_suite_page_states_the_reports_figure1_table():
     assert re.search(pattern, page), (size, method, scores)
 
 
-def test_the_suite_page_states_the_reports_figure3_table():
+@pytest.mark.parametrize('folder', ['figure3', 'figure3_tiny_two_seeds'])
+def test_the_suite_page_states_the_reports_figure3_table(folder):
   repo = pathlib.Path(__file__).resolve().parents[1]
-  report = (repo / 'docs/miniature_suite/figure3/report.md').read_text()
+  report = (repo / 'docs/miniature_suite' / folder / 'report.md').read_text()
   page = (repo / 'docs/miniature.md').read_text()
   section = report.split('## Figure 3 on the suite average')[1]
   rows = [line for line in section.split('\n## ')[0].splitlines()
