@@ -369,7 +369,7 @@ def test_the_suite_page_states_the_reports_figure1_table():
     assert re.search(pattern, page), (size, method, scores)
 
 
-@pytest.mark.parametrize('folder', ['figure3', 'figure3_tiny_two_seeds'])
+@pytest.mark.parametrize('folder', ['figure3', 'figure3_two_seeds'])
 def test_the_suite_page_states_the_reports_figure3_table(folder):
   repo = pathlib.Path(__file__).resolve().parents[1]
   report = (repo / 'docs/miniature_suite' / folder / 'report.md').read_text()
