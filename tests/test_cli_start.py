@@ -10,8 +10,8 @@ import pytest
 
 COMMANDS = ('bench', 'compare_methods', 'dry_run', 'embedded', 'ensemble',
             'eval', 'forward', 'infer', 'interpret', 'method_export',
-            'method_params', 'miniature', 'peft_interop', 'report', 'serve',
-            'spot', 'train')
+            'method_params', 'miniature', 'peft_interop', 'probe', 'report',
+            'serve', 'spot', 'train')
 HEAVY = ('jax', 'tensorflow', 'seqio', 'flax', 'orbax', 'torch')
 
 # Runs a command as `python -m` would, then reports the heavy modules loaded.

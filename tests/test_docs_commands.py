@@ -134,6 +134,10 @@ COMMANDS = [
     (r'python -m prompt_tuning\.miniature --task=suite( .*)?', 'flags',
      'trains on the ladder of sizes: minutes (a pilot) to hours'),
     (r'python -m prompt_tuning\.report .*', 'flags', 'needs finished runs'),
+    (r'python -m prompt_tuning\.probe --sizes=\S+ --tasks=\S+', 'flags',
+     'two minutes; test_probe_prints_the_pages_tiny_rows runs its tiny part'),
+    (r'python -m prompt_tuning\.probe --checkpoint=/tmp/suite_t3/\S+ '
+     r'--tasks=\S+', 'flags', "needs the miniature's model-tuning runs"),
     # Tasks.
     (r'python -m prompt_tuning\.tasks\.show .*', 'run', ''),
     # Launch scripts.
@@ -361,6 +365,22 @@ def test_forward_on_a_design_input_gives_the_pages_first_words(tmp_path):
   match = re.search(r"\[0\] 'not' log p = (-[\d.]+) +top: 'Jonas':-0\.66, "
                     r"'The':-[\d.]+, 'It':", first)
   assert match and round(float(match.group(1)), 1) == -10.9, first
+
+
+@pytest.mark.slow
+def test_probe_prints_the_pages_tiny_rows(tmp_path):
+  (text,) = [c.text for c in _commands('flags')
+             if re.fullmatch(r'python -m prompt_tuning\.probe --sizes=.*',
+                             c.text)]
+  result = _run(re.sub(r'--sizes=\S+', '--sizes=tiny', text), tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  page_rows = _doc_table_after('docs/miniature.md', text)
+  tiny = [row for row in page_rows if row.startswith('| tiny ')]
+  assert len(tiny) == 3, page_rows
+  printed = result.stdout.splitlines()
+  assert page_rows[0] in printed
+  for row in tiny:
+    assert row in printed, (row, result.stdout[-3000:])
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from prompt_tuning.utils import files
 PathLike = Union[str, os.PathLike]
 
 
-def _load_npy(path: str, what: str, alternative: str = '') -> np.ndarray:
+def load_npy(path: str, what: str, alternative: str = '') -> np.ndarray:
   """Reads one array from a .npy file; errors name `what` and `path`."""
   try:
     array = np.load(io.BytesIO(files.read_bytes(path)), allow_pickle=False)
@@ -51,7 +51,7 @@ def load_prompt(path: PathLike,
   path = os.fspath(path)
   if not files.exists(path):
     raise FileNotFoundError(f'prompt file {path} does not exist')
-  prompt = _load_npy(path, 'prompt file')
+  prompt = load_npy(path, 'prompt file')
   if expected_shape is not None and prompt.shape != tuple(expected_shape):
     raise ValueError(f'prompt file {path} holds shape {prompt.shape}, expected '
                      f'{tuple(expected_shape)}')
@@ -89,7 +89,7 @@ def load_embedding(path: PathLike) -> np.ndarray:
   elif files.isdir(path) or os.path.basename(path) == t5x.MSGPACK_FILE:
     table = t5x.load_t5x_array(path, t5x.EMBEDDING_NAME)
   else:
-    table = _load_npy(path, 'embedding file',
+    table = load_npy(path, 'embedding file',
                       ' (nor a t5x checkpoint directory)')
   if table.ndim != 2:
     raise ValueError(f'embedding file {path} holds shape {table.shape}, '

@@ -16,6 +16,7 @@ import numpy as np
 
 from prompt_tuning.checkpoints import prompt_files
 from prompt_tuning.checkpoints import run_dir
+from prompt_tuning.utils import files
 from prompt_tuning.utils import trees
 
 PyTree = Any
@@ -29,6 +30,23 @@ def save_numpy_params(params: PyTree, model_dir: str, step: int) -> None:
   for name, value in trees.flatten(params).items():
     prompt_files.save_prompt(np.asarray(value), os.path.join(
         directory, name.replace('/', '.') + '.npy'))
+
+
+def load_numpy_params(directory: str) -> PyTree:
+  """The parameters `save_numpy_params` wrote to `directory` (a run's
+  `numpy_checkpoints/checkpoint_STEP`), as nested dicts.
+
+  Raises:
+    FileNotFoundError: `directory` holds no `.npy` file.
+  """
+  names = (sorted(n for n in files.listdir(directory) if n.endswith('.npy'))
+           if files.isdir(directory) else [])
+  if not names:
+    raise FileNotFoundError(f'{directory} holds no .npy parameter files')
+  return trees.unflatten({
+      name[:-len('.npy')].replace('.', '/'): prompt_files.load_npy(
+          os.path.join(directory, name), 'parameter file')
+      for name in names})
 
 
 @contextlib.contextmanager

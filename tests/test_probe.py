@@ -1,0 +1,130 @@
+"""Linear probes of a frozen encoder: pooling, the fit, and the command."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from prompt_tuning import probe
+from prompt_tuning.checkpoints import embedded
+from prompt_tuning.checkpoints import run_dir
+from prompt_tuning.cli import gin_utils
+from prompt_tuning.experiments import probe as probe_lib
+from prompt_tuning.training import train_state
+
+# XLA's optimisations off: see conftest.fast_compiles.
+pytestmark = pytest.mark.usefixtures('fast_compiles')
+
+
+def _main(args):
+  """Runs the command's main on its own flag registry, as `python -m` would."""
+  argv, flag_values = gin_utils.parse_args(probe.define_flags, args)
+  return probe.main(argv, flag_values)
+
+
+def test_the_commands_copies_of_sizes_and_kinds_are_the_packages():
+  assert probe.CORPUS_SIZES == embedded.SIZES
+  assert probe.CORPUS_KINDS == embedded.KINDS
+
+
+def test_features_ignore_padding(tiny_config, tiny_params):
+  encoder = probe_lib.make_encoder(tiny_config)
+  tokens = np.array([[5, 6, 7, 1, 0], [9, 1, 0, 0, 0]], np.int32)
+  features = probe_lib.encoder_features(encoder, tiny_params, tokens,
+                                        batch_size=2)
+  padded = probe_lib.encoder_features(
+      encoder, tiny_params, probe_lib.pad_to(tokens, 9), batch_size=2)
+  assert features.shape == (2, 2 * tiny_config.emb_dim)
+  np.testing.assert_allclose(features, padded, rtol=1e-5, atol=1e-6)
+  # A batch of 3 runs as 2 + 2 with an empty row: the same features.
+  three = probe_lib.encoder_features(
+      encoder, tiny_params, np.concatenate([tokens, tokens[:1]]),
+      batch_size=2)
+  np.testing.assert_allclose(three[:2], features, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(three[2], features[0], rtol=1e-5, atol=1e-6)
+  # The second half is the state at the last input position, not the mean.
+  assert not np.allclose(features[:, :13], features[:, 13:])
+
+
+def test_a_probe_reads_a_token_the_inputs_hold(tiny_config):
+  # Label: whether token 3 occurs; random weights of a 64-wide T5 keep that
+  # readable, and shuffled labels leave nothing to read.
+  config = dataclasses.replace(tiny_config, emb_dim=64, mlp_dim=128)
+  params = probe_lib.random_params(config, seed=0)
+  rng = np.random.RandomState(0)
+  tokens = rng.randint(4, 37, size=(300, 4)).astype(np.int32)
+  has = rng.rand(300) < 0.5
+  tokens[has, rng.randint(0, 4, size=has.sum())] = 3
+  labels = np.where(has, 'yes', 'no')
+  features = probe_lib.encoder_features(probe_lib.make_encoder(config),
+                                        params, tokens)
+  score = probe_lib.fit_probe(features[:200], labels[:200], features[200:],
+                              labels[200:])
+  assert score.validation_accuracy > 0.9
+  shuffled = probe_lib.fit_probe(features[:200], rng.permutation(labels[:200]),
+                                 features[200:], labels[200:])
+  assert shuffled.validation_accuracy < 0.7
+
+
+def test_majority_fraction():
+  assert probe_lib.majority_fraction(np.array(['a', 'b', 'a', 'a'])) == 0.75
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--tasks=corpus_suite_claim'], 'either --sizes'),
+    (['--tasks=corpus_suite_claim', '--sizes=tiny', '--checkpoint=/x'],
+     'either --sizes'),
+    (['--tasks=corpus_suite_claim', '--sizes=tiny,huge'], "['huge']"),
+    (['--tasks=,', '--sizes=tiny'], 'no task'),
+])
+def test_bad_flags_exit_2_naming_the_fault(args, message, capsys):
+  assert _main(args) == 2
+  assert message in capsys.readouterr().err
+
+
+def test_a_model_of_another_vocabulary_is_an_error_naming_both(capsys):
+  # The prefixed model embeds 868 tokens; the corpus tasks use 1,124.
+  assert _main(['--tasks=corpus_suite_claim',
+                f'--checkpoint={embedded.checkpoint_path()}']) == 2
+  err = capsys.readouterr().err
+  assert 'corpus_suite_claim' in err and '1,124' in err and '868' in err
+
+
+def test_the_command_probes_a_corpus_model_and_a_runs_weights(tmp_path,
+                                                              capsys):
+  output = tmp_path / 'probe.json'
+  args = ['--tasks=corpus_suite_negation', '--train_examples=48',
+          '--eval_examples=24']
+  assert _main(['--sizes=tiny', f'--output={output}'] + args) == 0
+  out = capsys.readouterr().out
+  assert '| tiny (lm_adapted_long) | corpus_suite_negation | 48 / 24 | 2 |' in out
+  (row,) = json.loads(output.read_text())
+  assert (row['train_examples'], row['validation_examples']) == (48, 24)
+  for score in (row['score'], row['control']):
+    assert 0 <= score['validation_accuracy'] <= 1
+    # 48 examples and a 64-wide feature: the probe fits its training set.
+    assert score['train_accuracy'] > 0.9
+  assert row['score'] != row['control']
+  # The same weights as a model-tuning run keeps them: the same probe.
+  params, _ = probe_lib.load_model(
+      embedded.corpus_checkpoint_path('tiny', 'lm_adapted_long'))
+  model_dir = str(tmp_path / 'run')
+  train_state.save_numpy_params(params, model_dir, 300)
+  numpy_output = tmp_path / 'numpy.json'
+  assert _main([f'--checkpoint={run_dir.numpy_checkpoint_dir(model_dir, 300)}',
+                '--nocontrol', f'--output={numpy_output}'] + args) == 0
+  (again,) = json.loads(numpy_output.read_text())
+  assert again['score'] == row['score'] and again['control'] is None
+
+
+def test_a_prompt_tuning_runs_weights_are_not_a_model(tmp_path, capsys):
+  model_dir = str(tmp_path / 'run')
+  train_state.save_numpy_params(
+      {'encoder': {'prompt': {'prompt': np.zeros((2, 3), np.float32)}}},
+      model_dir, 5)
+  checkpoint = run_dir.numpy_checkpoint_dir(model_dir, 5)
+  assert _main(['--tasks=corpus_suite_claim', f'--checkpoint={checkpoint}']) == 2
+  err = capsys.readouterr().err
+  assert checkpoint in err and 'token_embedder' in err and 'whole model' in err
+  with pytest.raises(FileNotFoundError, match='no .npy'):
+    train_state.load_numpy_params(str(tmp_path))
