@@ -45,7 +45,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
       '(MODEL_DIR/numpy_checkpoints/checkpoint_STEP).', **fv)
   flags.DEFINE_integer(
       'relative_attention_max_distance', None,
-      "With --checkpoint: not stored in checkpoints (T5's 128 if unset).",
+      "With a t5x --checkpoint: not stored in it (T5's 128 if unset); a "
+      "run's numpy checkpoint takes its run's.",
       **fv)
   flags.DEFINE_integer('train_examples', None,
                        'Fit on the first N training examples (all if unset).',
@@ -68,7 +69,7 @@ def main(argv: Sequence[str],
   Returns:
     The exit status: 2 for flags that name no model, or both kinds of
     model, an unknown size, a checkpoint without the whole model, or a task
-    the model's vocabulary does not fit.
+    whose vocabulary is not the model's.
   """
   if len(argv) > 1:
     raise app.UsageError(f'unexpected positional arguments: {argv[1:]}')
@@ -94,26 +95,23 @@ def main(argv: Sequence[str],
   rows = []
   for name, path in models:
     try:
-      params, config = probe.load_model(
-          path, fv.relative_attention_max_distance)
+      model = probe.load_model(path, name, fv.relative_attention_max_distance)
+      for task in tasks:
+        row = probe.probe_task(
+            model, task, train_limit=fv.train_examples,
+            validation_limit=fv.eval_examples,
+            control_seed=fv.control_seed if fv.control else None)
+        control = (', random weights '
+                   f'{100 * row.control.validation_accuracy:.2f}'
+                   if row.control else '')
+        print(f'{name} {task}: probe '
+              f'{100 * row.score.validation_accuracy:.2f}{control}, '
+              f'majority {100 * row.majority:.2f} ({row.seconds:.0f} s)',
+              flush=True)
+        rows.append(row)
     except ValueError as e:
       print(f'error: {e}', file=sys.stderr)
       return 2
-    for task in tasks:
-      try:
-        row = probe.probe_task(
-            params, config, name, task, train_limit=fv.train_examples,
-            validation_limit=fv.eval_examples,
-            control_seed=fv.control_seed if fv.control else None)
-      except ValueError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-      control = (f', random weights {100 * row.control.validation_accuracy:.2f}'
-                 if row.control else '')
-      print(f'{name} {task}: probe {100 * row.score.validation_accuracy:.2f}'
-            f'{control}, majority {100 * row.majority:.2f} '
-            f'({row.seconds:.0f} s)', flush=True)
-      rows.append(row)
   print()
   print(probe.format_rows(rows), end='')
   if fv.output:

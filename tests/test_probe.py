@@ -4,12 +4,14 @@ import json
 
 import numpy as np
 import pytest
+import seqio
 
 from prompt_tuning import probe
 from prompt_tuning.checkpoints import embedded
 from prompt_tuning.checkpoints import run_dir
 from prompt_tuning.cli import gin_utils
 from prompt_tuning.experiments import probe as probe_lib
+from prompt_tuning.training import run_record
 from prompt_tuning.training import train_state
 
 # XLA's optimisations off: see conftest.fast_compiles.
@@ -106,8 +108,8 @@ def test_the_command_probes_a_corpus_model_and_a_runs_weights(tmp_path,
     assert score['train_accuracy'] > 0.9
   assert row['score'] != row['control']
   # The same weights as a model-tuning run keeps them: the same probe.
-  params, _ = probe_lib.load_model(
-      embedded.corpus_checkpoint_path('tiny', 'lm_adapted_long'))
+  params = probe_lib.load_model(
+      embedded.corpus_checkpoint_path('tiny', 'lm_adapted_long')).params
   model_dir = str(tmp_path / 'run')
   train_state.save_numpy_params(params, model_dir, 300)
   numpy_output = tmp_path / 'numpy.json'
@@ -128,3 +130,43 @@ def test_a_prompt_tuning_runs_weights_are_not_a_model(tmp_path, capsys):
   assert checkpoint in err and 'token_embedder' in err and 'whole model' in err
   with pytest.raises(FileNotFoundError, match='no .npy'):
     train_state.load_numpy_params(str(tmp_path))
+
+
+def _run_of(params, model_dir, vocabulary, distance=64):
+  """A run directory holding `params` as its numpy checkpoint and a record
+  of `distance` and `vocabulary`; returns the checkpoint's path."""
+  train_state.save_numpy_params(params, model_dir, 300)
+  run_record.write(model_dir, {
+      'version': run_record.VERSION,
+      'model': {'config': {'relative_attention_max_distance': distance}},
+      'vocabulary': run_record.describe_vocabulary(vocabulary),
+      'initial_checkpoint_path': None,
+      'mixture_or_task_name': 'corpus_suite_negation', 'step': 300})
+  return run_dir.numpy_checkpoint_dir(model_dir, 300)
+
+
+def _vocabulary(task):
+  return seqio.get_mixture_or_task(task).output_features['inputs'].vocabulary
+
+
+def test_a_runs_weights_take_the_runs_settings_and_vocabulary(tmp_path,
+                                                               capsys):
+  params = probe_lib.load_model(
+      embedded.corpus_checkpoint_path('tiny', 'lm_adapted_long')).params
+  checkpoint = _run_of(params, str(tmp_path / 'run'),
+                       _vocabulary('corpus_suite_negation'))
+  model = probe_lib.load_model(checkpoint)
+  assert model.config.relative_attention_max_distance == 64
+  assert model.run_dir == str(tmp_path / 'run')
+  probe_lib.check_vocabulary(model, 'corpus_suite_negation')
+  # A distance that is not the run's: an error naming both.
+  assert _main(['--tasks=corpus_suite_negation', f'--checkpoint={checkpoint}',
+                '--relative_attention_max_distance=128']) == 2
+  err = capsys.readouterr().err
+  assert 'relative_attention_max_distance 128' in err and ', 64' in err
+  # A run whose record names another vocabulary of the same size or less.
+  other = _run_of(params, str(tmp_path / 'other'),
+                  _vocabulary('offline_sentiment'))
+  assert _main(['--tasks=corpus_suite_negation', f'--checkpoint={other}']) == 2
+  err = capsys.readouterr().err
+  assert 'corpus_spm.model' in err and 'offline' in err and 'other' in err

@@ -15,8 +15,9 @@ prompt tuning: it tells a task the frozen encoder represents in a readable
 form from one it does not.
 """
 import dataclasses
+import os
 import time
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import flax
 import jax
@@ -29,6 +30,7 @@ from sklearn import preprocessing
 
 from prompt_tuning.checkpoints import t5x
 from prompt_tuning.model import t5
+from prompt_tuning.training import run_record
 from prompt_tuning.training import train_state
 from prompt_tuning.utils import files
 from prompt_tuning.utils import tables
@@ -68,52 +70,79 @@ class ProbeRow:
   seconds: float
 
 
-def load_model(checkpoint: str,
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """A model to probe: float32 weights, their config, and the run they come
+  from (`run_dir` and its `record`), if any."""
+  name: str
+  params: Any
+  config: t5.T5Config
+  run_dir: Optional[str] = None
+  record: Optional[Mapping[str, Any]] = None
+
+
+def load_model(checkpoint: str, name: Optional[str] = None,
                relative_attention_max_distance: Optional[int] = None
-               ) -> Tuple[Any, t5.T5Config]:
-  """A model's weights, in float32, and the config read off them.
+               ) -> Model:
+  """A model's weights and the config read off them.
 
   `checkpoint` is a t5x checkpoint, or a numpy checkpoint of a run that
   trained every weight (a model-tuning run's
-  `MODEL_DIR/numpy_checkpoints/checkpoint_STEP`).
+  `MODEL_DIR/numpy_checkpoints/checkpoint_STEP`). A run's own record
+  (`run.json`) then gives what the weights do not: the relative-attention
+  distance, and the vocabulary that `check_vocabulary` holds tasks to.
 
   Raises:
     ValueError: a numpy checkpoint without the whole model (a prompt-tuning
-      run's holds only its prompt).
+      run's holds only its prompt), or a `relative_attention_max_distance`
+      that is not its run's.
   """
-  is_numpy = files.isdir(checkpoint) and any(
-      name.endswith('.npy') for name in files.listdir(checkpoint))
-  params = (train_state.load_numpy_params(checkpoint) if is_numpy else
+  names = (files.listdir(checkpoint) if files.isdir(checkpoint) else [])
+  weights = [n for n in names if n.endswith('.npy')]
+  params = (train_state.load_numpy_params(checkpoint) if weights else
             t5x.load_t5x(checkpoint))
-  missing = [name for name in ('token_embedder', 'encoder', 'decoder')
-             if name not in params]
+  missing = [part for part in ('token_embedder', 'encoder', 'decoder')
+             if part not in params]
   if missing:
     raise ValueError(
         f'{checkpoint} has no {", ".join(missing)} weights (only '
         f'{sorted(params)}): the probe needs the whole model, a t5x '
         "checkpoint or a model-tuning run's numpy checkpoint")
+  model_dir = (run_record.run_of_file(os.path.join(checkpoint, weights[0]))
+               if weights else None)
+  record = run_record.read(model_dir) if model_dir else None
+  distance = relative_attention_max_distance
+  if record:
+    recorded = record['model']['config']['relative_attention_max_distance']
+    if distance is not None and distance != recorded:
+      raise ValueError(
+          f'relative_attention_max_distance {distance} is not that of the run '
+          f'in {model_dir}, {recorded}')
+    distance = recorded
   params = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32),
                                   params)
-  return params, t5.config_from_params(
-      params, dropout_rate=0.0,
-      relative_attention_max_distance=relative_attention_max_distance)
+  config = t5.config_from_params(
+      params, dropout_rate=0.0, relative_attention_max_distance=distance)
+  return Model(name or checkpoint, params, config, model_dir, record)
 
 
-def task_vocabulary_size(task_name: str) -> int:
-  """The vocabulary size of a task's 'inputs' feature."""
-  task = seqio.get_mixture_or_task(task_name)
-  return task.output_features['inputs'].vocabulary.vocab_size
+def check_vocabulary(model: Model, task_name: str) -> None:
+  """The task's tokens fit the model's embedding table, and its vocabulary
+  is the run's where the model comes from a run.
 
-
-def check_vocabulary(params: Any, task_name: str, model: str) -> None:
-  """Raises ValueError when the task's tokens do not fit the model's
-  embedding table (a model of another vocabulary), naming both."""
-  rows = params['token_embedder']['embedding'].shape[0]
-  size = task_vocabulary_size(task_name)
-  if size > rows:
+  Raises:
+    ValueError: naming the task's vocabulary and the model's.
+  """
+  vocabulary = seqio.get_mixture_or_task(
+      task_name).output_features['inputs'].vocabulary
+  rows = model.params['token_embedder']['embedding'].shape[0]
+  if vocabulary.vocab_size > rows:
     raise ValueError(
-        f'task {task_name} uses a vocabulary of {size:,} tokens but the '
-        f'model {model} embeds {rows:,}: they were not made for each other')
+        f'task {task_name} uses a vocabulary of {vocabulary.vocab_size:,} '
+        f'tokens but the model {model.name} embeds {rows:,}: they were not '
+        'made for each other')
+  if model.record:
+    run_record.check_vocabulary(model.record, vocabulary, model.run_dir)
 
 
 def load_examples(task_name: str, split: str,
@@ -216,8 +245,8 @@ def majority_fraction(labels: np.ndarray) -> float:
   return float(counts.max() / len(labels))
 
 
-def probe_task(params: Any, config: t5.T5Config, model: str,
-               task_name: str, *, train_limit: Optional[int] = None,
+def probe_task(model: Model, task_name: str, *,
+               train_limit: Optional[int] = None,
                validation_limit: Optional[int] = None,
                input_length: int = DEFAULT_INPUT_LENGTH,
                control_seed: Optional[int] = 0) -> ProbeRow:
@@ -228,7 +257,7 @@ def probe_task(params: Any, config: t5.T5Config, model: str,
     ValueError: a task whose vocabulary the model does not embed, or an
       empty split.
   """
-  check_vocabulary(params, task_name, model)
+  check_vocabulary(model, task_name)
   start = time.time()
   train = load_examples(task_name, 'train', input_length, train_limit)
   validation = load_examples(task_name, 'validation', input_length,
@@ -236,7 +265,7 @@ def probe_task(params: Any, config: t5.T5Config, model: str,
   length = max(train.tokens.shape[1], validation.tokens.shape[1])
   train_tokens = pad_to(train.tokens, length)
   validation_tokens = pad_to(validation.tokens, length)
-  encoder = make_encoder(config)
+  encoder = make_encoder(model.config)
 
   def probe_with(weights):
     return fit_probe(encoder_features(encoder, weights, train_tokens),
@@ -245,13 +274,13 @@ def probe_task(params: Any, config: t5.T5Config, model: str,
                      validation.labels)
 
   control = (None if control_seed is None else
-             probe_with(random_params(config, control_seed)))
+             probe_with(random_params(model.config, control_seed)))
   return ProbeRow(
-      model=model, task=task_name, train_examples=len(train.labels),
+      model=model.name, task=task_name, train_examples=len(train.labels),
       validation_examples=len(validation.labels),
       classes=len(np.unique(train.labels)),
       majority=majority_fraction(validation.labels),
-      score=probe_with(params),
+      score=probe_with(model.params),
       control=control, seconds=time.time() - start)
 
 
