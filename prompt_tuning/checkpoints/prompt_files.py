@@ -90,7 +90,7 @@ def load_embedding(path: PathLike) -> np.ndarray:
     table = t5x.load_t5x_array(path, t5x.EMBEDDING_NAME)
   else:
     table = load_npy(path, 'embedding file',
-                      ' (nor a t5x checkpoint directory)')
+                     ' (nor a t5x checkpoint directory)')
   if table.ndim != 2:
     raise ValueError(f'embedding file {path} holds shape {table.shape}, '
                      'expected [vocab, embed]')
