@@ -371,7 +371,7 @@ def test_the_suite_page_states_the_reports_figure1_table():
 
 @pytest.mark.parametrize('folder, panel_rows', [
     ('figure3', 11), ('figure3_two_seeds', 11),
-    ('figure3a_two_seeds', 4),  # the prompt lengths only
+    ('figure3ab_two_seeds', 7),  # prompt lengths and initialisations
 ])
 def test_the_suite_page_states_the_reports_figure3_table(folder, panel_rows):
   repo = pathlib.Path(__file__).resolve().parents[1]
