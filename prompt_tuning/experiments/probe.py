@@ -15,6 +15,7 @@ prompt tuning: it tells a task the frozen encoder represents in a readable
 form from one it does not.
 """
 import dataclasses
+import functools
 import os
 import time
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
@@ -145,12 +146,14 @@ def check_vocabulary(model: Model, task_name: str) -> None:
     run_record.check_vocabulary(model.record, vocabulary, model.run_dir)
 
 
+@functools.lru_cache(maxsize=None)
 def load_examples(task_name: str, split: str,
                   input_length: int = DEFAULT_INPUT_LENGTH,
                   limit: Optional[int] = None) -> Examples:
   """The first `limit` examples (all when None) of a task's split, unshuffled.
 
-  Labels are the targets' text (`targets_pretokenized`), as scored.
+  Labels are the targets' text (`targets_pretokenized`), as scored. Cached:
+  probing several models on one task reads its splits once.
 
   Raises:
     ValueError: the split has no examples.
