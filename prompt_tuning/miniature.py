@@ -164,22 +164,10 @@ def _suite_overrides(suite_tasks, knobs) -> dict:
                            f'expected some of {list(corpus_suite.TASKS)}')
     overrides['suite_tasks'] = tuple(suite_tasks)
   if knobs:
-    types = {f.name: f.type for f in dataclasses.fields(corpus_suite.Knobs)}
-    parsed = {}
-    for item in knobs:
-      name, _, value = item.partition('=')
-      if name not in types or not value:
-        raise app.UsageError(f'--knobs: {item!r}; expected NAME=VALUE with '
-                             f'NAME one of {sorted(types)}')
-      try:
-        parsed[name] = (int if types[name] is int else float)(value)
-      except ValueError as e:
-        raise app.UsageError(f'--knobs: {item!r}: {e}') from None
     try:
-      corpus_suite.Knobs(**parsed)
+      overrides['knobs'] = corpus_suite.parse_knobs(knobs)
     except ValueError as e:
-      raise app.UsageError(f'--knobs: {e}') from None
-    overrides['knobs'] = tuple(sorted(parsed.items()))
+      raise app.UsageError(f'--{e}') from None
   return overrides
 
 

@@ -10,7 +10,8 @@ weights.
 t5x checkpoint instead, or a model-tuning run's weights
 (`MODEL_DIR/numpy_checkpoints/checkpoint_STEP`). Each task's training split (or its first
 `--train_examples`) fits the probe, its validation split (or the first
-`--eval_examples`) scores it. Prints a Markdown table; `--output` also
+`--eval_examples`) scores it. `--knobs` probes the corpus suite's tasks at
+other difficulty knobs (a calibration pilot). Prints a Markdown table; `--output` also
 writes the rows as JSON. See `prompt_tuning.experiments.probe` for what is
 pooled and fitted.
 """
@@ -48,6 +49,12 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
       "With a t5x --checkpoint: not stored in it (T5's 128 if unset); a "
       "run's numpy checkpoint takes its run's.",
       **fv)
+  flags.DEFINE_list(
+      'knobs', None, 'Difficulty knobs NAME=VALUE of '
+      'prompt_tuning.tasks.corpus_suite.Knobs: --tasks, corpus suite tasks, '
+      'are probed with them (registered under a name made from them, as '
+      "the miniature's --knobs does), for a calibration pilot in seconds.",
+      **fv)
   flags.DEFINE_integer('train_examples', None,
                        'Fit on the first N training examples (all if unset).',
                        lower_bound=1, **fv)
@@ -69,7 +76,8 @@ def main(argv: Sequence[str],
   Returns:
     The exit status: 2 for flags that name no model, or both kinds of
     model, an unknown size, a checkpoint without the whole model, or a task
-    whose vocabulary is not the model's.
+    whose vocabulary is not the model's; knobs that are not
+    `corpus_suite.Knobs`, or given with a task that is not the suite's.
   """
   if len(argv) > 1:
     raise app.UsageError(f'unexpected positional arguments: {argv[1:]}')
@@ -90,6 +98,22 @@ def main(argv: Sequence[str],
   import prompt_tuning.tasks  # pylint: disable=g-import-not-at-top,unused-import
   from prompt_tuning.checkpoints import embedded  # pylint: disable=g-import-not-at-top
   from prompt_tuning.experiments import probe  # pylint: disable=g-import-not-at-top
+  if fv.knobs:
+    from prompt_tuning.tasks import corpus_suite  # pylint: disable=g-import-not-at-top
+    from prompt_tuning.tasks import corpus_suite_tasks  # pylint: disable=g-import-not-at-top
+    try:
+      knobs = corpus_suite.parse_knobs(fv.knobs)
+    except ValueError as e:
+      print(f'error: --{e}', file=sys.stderr)
+      return 2
+    prefix = corpus_suite_tasks.knobs_prefix(knobs)
+    try:
+      tasks = [corpus_suite_tasks.with_prefix(t, prefix) for t in tasks]
+    except ValueError as e:
+      print(f'error: --tasks with --knobs: {e}', file=sys.stderr)
+      return 2
+    print(f'--knobs {",".join(fv.knobs)}: tasks {", ".join(tasks)}',
+          flush=True)
   models = ([(f'{size} ({fv.kind})', embedded.corpus_checkpoint_path(
       size, fv.kind)) for size in sizes] or [(fv.checkpoint, fv.checkpoint)])
   rows = []

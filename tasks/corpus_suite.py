@@ -55,7 +55,8 @@ import functools
 import hashlib
 import random
 import re
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Iterator, List, Optional,
+                    Sequence, Tuple)
 
 from prompt_tuning.tasks import corpus
 
@@ -166,6 +167,33 @@ class Knobs:
 
 
 DEFAULT_KNOBS = Knobs()
+KnobPairs = Tuple[Tuple[str, Any], ...]
+
+
+def parse_knobs(items: Sequence[str]) -> KnobPairs:
+  """`NAME=VALUE` strings (a command's `--knobs`) as sorted (name, value)
+  pairs of `Knobs` fields, each value of its field's type.
+
+  Raises:
+    ValueError: an unknown name, a value of the wrong type, or values that
+      `Knobs` refuses; the message names the item at fault.
+  """
+  types = {f.name: f.type for f in dataclasses.fields(Knobs)}
+  parsed = {}
+  for item in items:
+    name, _, value = item.partition('=')
+    if name not in types or not value:
+      raise ValueError(f'knobs: {item!r}; expected NAME=VALUE with NAME one '
+                       f'of {sorted(types)}')
+    try:
+      parsed[name] = (int if types[name] is int else float)(value)
+    except ValueError as e:
+      raise ValueError(f'knobs: {item!r}: {e}') from None
+  try:
+    Knobs(**parsed)
+  except ValueError as e:
+    raise ValueError(f'knobs: {e}') from None
+  return tuple(sorted(parsed.items()))
 
 
 # ------------------------------------------------------------------------------

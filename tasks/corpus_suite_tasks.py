@@ -31,6 +31,7 @@ most 3 (`food market.`), so
 (more distractors) make longer inputs; seqio truncates them.
 """
 import functools
+import hashlib
 import re
 import types
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -220,6 +221,33 @@ def register(prefix: str = MIXTURE,
         default_rate=1.0)
     lm.add_sentinel_variant(mixtures[-1])
   return mixtures
+
+
+def knobs_prefix(knobs: corpus_suite.KnobPairs) -> str:
+  """The prefix of the suite with `knobs` (as `corpus_suite.parse_knobs`
+  gives them), a name made from them: `corpus_suite_knobs_<hash>`.
+  Registers its tasks on first use, so a calibration pilot's names are the
+  same in every command that takes `--knobs`."""
+  digest = hashlib.sha256(repr(sorted(knobs)).encode()).hexdigest()
+  prefix = f'{MIXTURE}_knobs_{digest[:8]}'
+  if prefix not in seqio.MixtureRegistry.names():
+    register(prefix, corpus_suite.Knobs(**dict(knobs)))
+  return prefix
+
+
+def with_prefix(name: str, prefix: str) -> str:
+  """The registered suite task or mixture `name` (`corpus_suite...`), as
+  named under `prefix` (e.g. `knobs_prefix`'s).
+
+  Raises:
+    ValueError: `name` is not one of the default suite's names.
+  """
+  if (not re.fullmatch(f'{MIXTURE}(_.*)?', name) or '_knobs_' in name or
+      name not in seqio.TaskRegistry.names() | seqio.MixtureRegistry.names()):
+    raise ValueError(f'{name!r} is not a task or mixture of the corpus suite '
+                     f'({MIXTURE}_<task>[_n<N>], <task> one of '
+                     f'{list(corpus_suite.TASKS)}); only those take knobs')
+  return prefix + name[len(MIXTURE):]
 
 
 register()

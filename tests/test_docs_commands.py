@@ -134,8 +134,9 @@ COMMANDS = [
     (r'python -m prompt_tuning\.miniature --task=suite( .*)?', 'flags',
      'trains on the ladder of sizes: minutes (a pilot) to hours'),
     (r'python -m prompt_tuning\.report .*', 'flags', 'needs finished runs'),
-    (r'python -m prompt_tuning\.probe --sizes=\S+ --tasks=\S+', 'flags',
-     'two minutes; test_probe_prints_the_pages_tiny_rows runs its tiny part'),
+    (r'python -m prompt_tuning\.probe --sizes=\S+ --tasks=\S+'
+     r'( --knobs=\S+)?', 'flags', 'one to two minutes; '
+     'test_probe_prints_the_pages_tiny_rows runs its tiny part'),
     (r'python -m prompt_tuning\.probe --checkpoint=/tmp/suite_t3/\S+ '
      r'--tasks=\S+', 'flags', "needs the miniature's model-tuning runs"),
     # Tasks.
@@ -367,16 +368,23 @@ def test_forward_on_a_design_input_gives_the_pages_first_words(tmp_path):
   assert match and round(float(match.group(1)), 1) == -10.9, first
 
 
+_PROBES_BY_SIZE = [c.text for c in _commands('flags') if re.fullmatch(
+    r'python -m prompt_tuning\.probe --sizes=.*', c.text)]
+
+
+def test_the_page_has_the_probes_by_size():
+  assert len(_PROBES_BY_SIZE) == 3, _PROBES_BY_SIZE
+
+
 @pytest.mark.slow
-def test_probe_prints_the_pages_tiny_rows(tmp_path):
-  (text,) = [c.text for c in _commands('flags')
-             if re.fullmatch(r'python -m prompt_tuning\.probe --sizes=.*',
-                             c.text)]
+@pytest.mark.parametrize('text', _PROBES_BY_SIZE)
+def test_probe_prints_the_pages_tiny_rows(text, tmp_path):
   result = _run(re.sub(r'--sizes=\S+', '--sizes=tiny', text), tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
   page_rows = _doc_table_after('docs/miniature.md', text)
   tiny = [row for row in page_rows if row.startswith('| tiny ')]
-  assert len(tiny) == 3, page_rows
+  tasks = re.search(r'--tasks=(\S+)', text).group(1).split(',')
+  assert len(tiny) == len(tasks), page_rows
   printed = result.stdout.splitlines()
   assert page_rows[0] in printed
   for row in tiny:

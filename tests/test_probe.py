@@ -78,6 +78,13 @@ def test_majority_fraction():
      'either --sizes'),
     (['--tasks=corpus_suite_claim', '--sizes=tiny,huge'], "['huge']"),
     (['--tasks=,', '--sizes=tiny'], 'no task'),
+    (['--tasks=corpus_suite_claim', '--sizes=tiny', '--knobs=hardness=1'],
+     "--knobs: 'hardness=1'; expected NAME=VALUE"),
+    (['--tasks=corpus_suite_claim', '--sizes=tiny',
+      '--knobs=negation_rate=2'], '--knobs: corpus_suite.Knobs: '
+                                  'negation_rate=2.0'),
+    (['--tasks=corpus_topic', '--sizes=tiny', '--knobs=qa_distractors=0'],
+     "--tasks with --knobs: 'corpus_topic' is not a task"),
 ])
 def test_bad_flags_exit_2_naming_the_fault(args, message, capsys):
   assert _main(args) == 2
@@ -117,6 +124,31 @@ def test_the_command_probes_a_corpus_model_and_a_runs_weights(tmp_path,
                 '--nocontrol', f'--output={numpy_output}'] + args) == 0
   (again,) = json.loads(numpy_output.read_text())
   assert again['score'] == row['score'] and again['control'] is None
+
+
+def test_knobs_probe_the_suite_variant_they_name(tmp_path, capsys):
+  from prompt_tuning.tasks import corpus_suite  # pylint: disable=g-import-not-at-top
+  output = tmp_path / 'probe.json'
+  assert _main(['--sizes=tiny', '--tasks=corpus_suite_outing_n32',
+                '--knobs=outing_sentences=1,outing_hard_rate=0',
+                '--eval_examples=8', '--nocontrol', f'--output={output}']) == 0
+  (row,) = json.loads(output.read_text())
+  # The miniature's --knobs name the same variant.
+  from prompt_tuning.experiments import miniature  # pylint: disable=g-import-not-at-top
+  plan = dataclasses.replace(miniature.SUITE_FULL, knobs=(
+      ('outing_hard_rate', 0.0), ('outing_sentences', 1)))
+  assert row['task'] == plan.suite_prefix + '_outing_n32'
+  assert row['train_examples'] == 32
+  # The probed task's inputs are the knobs' examples, not the defaults'.
+  want = corpus_suite.examples(
+      'outing', 'downstream_train', 1,
+      knobs=corpus_suite.Knobs(outing_sentences=1, outing_hard_rate=0))
+  first = next(seqio.get_mixture_or_task(row['task']).source.get_dataset(
+      'train').as_numpy_iterator())
+  assert first['inputs'].decode() == want[0]['inputs']
+  default = corpus_suite.examples('outing', 'downstream_train', 1)
+  assert want[0]['inputs'] != default[0]['inputs']
+  assert row['task'] in capsys.readouterr().out
 
 
 def test_a_prompt_tuning_runs_weights_are_not_a_model(tmp_path, capsys):

@@ -8,7 +8,6 @@ this process with the same gin files; a run that finished before (its
 `miniature.json` exists) is not run again, so an interrupted miniature resumes.
 """
 import dataclasses
-import hashlib
 import json
 import os
 import pathlib
@@ -136,19 +135,10 @@ class Plan:
   def suite_prefix(self) -> str:
     """The seqio prefix of the suite's tasks: `corpus_suite`, or with
     `knobs` a name made from them (registered on first use)."""
-    # pylint: disable=g-import-not-at-top
-    import seqio
-    from prompt_tuning.tasks import corpus_suite
-    from prompt_tuning.tasks import corpus_suite_tasks
-    # pylint: enable=g-import-not-at-top
+    from prompt_tuning.tasks import corpus_suite_tasks  # pylint: disable=g-import-not-at-top
     if self.knobs is None:
       return corpus_suite_tasks.MIXTURE
-    digest = hashlib.sha256(repr(sorted(self.knobs)).encode()).hexdigest()
-    prefix = f'{corpus_suite_tasks.MIXTURE}_knobs_{digest[:8]}'
-    if prefix not in seqio.MixtureRegistry.names():
-      corpus_suite_tasks.register(prefix,
-                                  corpus_suite.Knobs(**dict(self.knobs)))
-    return prefix
+    return corpus_suite_tasks.knobs_prefix(self.knobs)
 
   @property
   def tasks(self) -> Tuple[Optional[str], ...]:
