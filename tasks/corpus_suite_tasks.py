@@ -242,12 +242,14 @@ def with_prefix(name: str, prefix: str) -> str:
   Raises:
     ValueError: `name` is not one of the default suite's names.
   """
+  registered = seqio.TaskRegistry.names() | seqio.MixtureRegistry.names()
+  renamed = prefix + name[len(MIXTURE):]
   if (not re.fullmatch(f'{MIXTURE}(_.*)?', name) or '_knobs_' in name or
-      name not in seqio.TaskRegistry.names() | seqio.MixtureRegistry.names()):
+      name not in registered or renamed not in registered):
     raise ValueError(f'{name!r} is not a task or mixture of the corpus suite '
                      f'({MIXTURE}_<task>[_n<N>], <task> one of '
                      f'{list(corpus_suite.TASKS)}); only those take knobs')
-  return prefix + name[len(MIXTURE):]
+  return renamed
 
 
 register()
