@@ -7,6 +7,7 @@ Registered on import:
 |-----------------------------------|---------------------------------------------------------------|
 | `corpus_span_corruption`          | T5's span corruption over `pretraining_texts(20000)`          |
 | `corpus_prefix_lm`                | the prefix-LM ("LM adaptation") objective over the same texts |
+| `..._unrevealed`                  | either objective over the same documents without their revealing statements (an ablation: what pretraining that never states a label does to prompt tuning) |
 | `corpus_<task>_n<N>`              | downstream `task` (topic, sentiment, author), N training examples, N in `TRAIN_SIZES` |
 | `corpus_<task>`                   | the same with `DEFAULT_TRAIN_SIZE` training examples          |
 | `corpus_<task>[_n<N>]_sentinel`   | the paper's "+ sentinel" setting: `<extra_id_0>` before each target |
@@ -66,6 +67,8 @@ DEFAULT_TRAIN_SIZE = 128
 EVAL_SIZE = 400
 SPAN_CORRUPTION_TASK = 'corpus_span_corruption'
 PREFIX_LM_TASK = 'corpus_prefix_lm'
+# The pretraining tasks' variant over documents that never reveal a label.
+UNREVEALED_SUFFIX = '_unrevealed'
 # The task split name -> the corpus split it reads.
 SPLITS = types.MappingProxyType({
     'train': 'downstream_train',
@@ -101,12 +104,15 @@ def task_name(task: str, train_size: Optional[int] = None) -> str:
 # Sources.
 # ------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
-def _pretraining_texts() -> Tuple[str, ...]:
-  return tuple(corpus.pretraining_texts(PRETRAIN_SIZE))
+def _pretraining_texts(reveal_prob: float) -> Tuple[str, ...]:
+  return tuple(corpus.pretraining_texts(PRETRAIN_SIZE,
+                                        reveal_prob=reveal_prob))
 
 
 def _pretrain_fn(split: str, shuffle_files: bool,
-                 seed: Optional[int] = None) -> tf.data.Dataset:
+                 seed: Optional[int] = None, *,
+                 reveal_prob: float = corpus.DEFAULT_REVEAL_PROB
+                ) -> tf.data.Dataset:
   """seqio `FunctionDataSource` function of the pretraining tasks.
 
   NOTE: `shuffle_files` and `seed` are seqio's shuffling arguments; the texts
@@ -118,7 +124,7 @@ def _pretrain_fn(split: str, shuffle_files: bool,
     raise ValueError(f'{SPAN_CORRUPTION_TASK}/{PREFIX_LM_TASK}: split '
                      f"{split!r}; expected 'train'")
   return tf.data.Dataset.from_tensor_slices(
-      {'targets': list(_pretraining_texts())})
+      {'targets': list(_pretraining_texts(reveal_prob))})
 
 
 @functools.lru_cache(maxsize=None)
@@ -193,18 +199,21 @@ def add_downstream_task(name: str, examples_fn: Callable[..., tf.data.Dataset],
 def _register() -> None:
   """Registers both pretraining tasks and every downstream task."""
   features = output_features()
-  pretrain_source = seqio.FunctionDataSource(
-      _pretrain_fn, splits=('train',),
-      num_input_examples={'train': PRETRAIN_SIZE})
-  for name, objective in ((SPAN_CORRUPTION_TASK,
-                           lm_preprocessors.span_corruption),
-                          (PREFIX_LM_TASK, lm_preprocessors.prefix_lm)):
-    seqio.TaskRegistry.add(
-        name,
-        source=pretrain_source,
-        preprocessors=utils.t5_preprocessors(token_preprocessors=[objective]),
-        output_features=features,
-        metric_fns=[])
+  for suffix, reveal_prob in (('', corpus.DEFAULT_REVEAL_PROB),
+                              (UNREVEALED_SUFFIX, 0.0)):
+    pretrain_source = seqio.FunctionDataSource(
+        functools.partial(_pretrain_fn, reveal_prob=reveal_prob),
+        splits=('train',), num_input_examples={'train': PRETRAIN_SIZE})
+    for name, objective in ((SPAN_CORRUPTION_TASK,
+                             lm_preprocessors.span_corruption),
+                            (PREFIX_LM_TASK, lm_preprocessors.prefix_lm)):
+      seqio.TaskRegistry.add(
+          name + suffix,
+          source=pretrain_source,
+          preprocessors=utils.t5_preprocessors(
+              token_preprocessors=[objective]),
+          output_features=features,
+          metric_fns=[])
   for task in corpus.DOWNSTREAM_TASKS:
     for train_size in TRAIN_SIZES + (None,):
       size = DEFAULT_TRAIN_SIZE if train_size is None else train_size

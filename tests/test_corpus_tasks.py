@@ -226,3 +226,23 @@ def test_corpus_pretraining_configs_pass_the_dry_run(gin_file, bindings):
   estimates, failures = config_check.run_configs([config])
   assert not failures, failures
   assert estimates[0].total_bytes > 0
+
+
+
+@pytest.mark.parametrize('objective', [corpus_tasks.SPAN_CORRUPTION_TASK,
+                                       corpus_tasks.PREFIX_LM_TASK])
+def test_the_unrevealed_variant_reads_the_same_documents_without_statements(
+    objective):
+  """`..._unrevealed` pretrains on the same bodies, none of them followed by
+  a statement of its topic, sentiment or author."""
+  n = 64
+  def source_texts(name):
+    source = seqio.get_mixture_or_task(name).source
+    return [ex['targets'].decode() for ex in source.get_dataset(
+        'train', shuffle=False).take(n).as_numpy_iterator()]
+  revealed = source_texts(objective)
+  unrevealed = source_texts(objective + corpus_tasks.UNREVEALED_SUFFIX)
+  bodies = [d.body for d in corpus.generate_documents('pretrain', n)]
+  assert unrevealed == bodies
+  assert revealed == corpus.pretraining_texts(n)
+  assert sum(r != b for r, b in zip(revealed, bodies)) > n // 4

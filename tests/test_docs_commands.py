@@ -110,6 +110,16 @@ COMMANDS = [
      r'--gin_file=corpus/sizes/base\.gin .*--gin\.EVAL_MODE="\'rank\'" .*',
      'train', 'prompt design by rank classification (docs/miniature.md): '
      'half a minute'),
+    (r'python -m prompt_tuning\.train --gin_file=corpus/(pretrain_span_corruption'
+     r'|lm_adapt)\.gin --gin_file=corpus/sizes/small\.gin '
+     r'--gin\.MIXTURE_OR_TASK_NAME="\'corpus_\w+_unrevealed\'" .*', 'train',
+     'pretrains small without revealing statements (docs/miniature.md): '
+     'minutes'),
+    (r'python -m prompt_tuning\.train --gin_file=corpus/prompt_tune\.gin '
+     r'(--gin\.INITIAL_CHECKPOINT_PATH=\S+ )?--gin\.MIXTURE_OR_TASK_NAME='
+     r'"\'corpus_suite_negation\'" .*', 'train',
+     'a negation prompt on small, revealed or not (docs/miniature.md): '
+     'a minute'),
     (r'python -m prompt_tuning\.train --gin_file=models/t5_1_1_base_prompt'
      r'\.gin .*', 'train', 'T5 1.1 Base from gs://'),
     (r'python -m prompt_tuning\.(eval|infer|interpret) .*'
@@ -137,6 +147,8 @@ COMMANDS = [
     (r'python -m prompt_tuning\.probe --sizes=\S+ --tasks=\S+'
      r'( --knobs=\S+)?', 'flags', 'one to two minutes; '
      'test_probe_prints_the_pages_tiny_rows runs its tiny part'),
+    (r'python -m prompt_tuning\.probe --checkpoint=/tmp/unrevealed_small/\S+ '
+     r'--tasks=\S+', 'flags', 'needs the unrevealed pretraining above'),
     (r'python -m prompt_tuning\.probe --checkpoint=/tmp/suite_t3/\S+ '
      r'--tasks=\S+', 'flags', "needs the miniature's model-tuning runs"),
     # Tasks.
