@@ -244,8 +244,9 @@ def with_prefix(name: str, prefix: str) -> str:
   """
   registered = seqio.TaskRegistry.names() | seqio.MixtureRegistry.names()
   renamed = prefix + name[len(MIXTURE):]
-  if (not re.fullmatch(f'{MIXTURE}(_.*)?', name) or '_knobs_' in name or
-      name not in registered or renamed not in registered):
+  # A variant's own name (`..._knobs_<hash>_...`) renames to nothing registered.
+  if (not re.fullmatch(f'{MIXTURE}(_.*)?', name) or name not in registered
+      or renamed not in registered):
     raise ValueError(f'{name!r} is not a task or mixture of the corpus suite '
                      f'({MIXTURE}_<task>[_n<N>], <task> one of '
                      f'{list(corpus_suite.TASKS)}); only those take knobs')

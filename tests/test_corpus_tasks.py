@@ -228,7 +228,6 @@ def test_corpus_pretraining_configs_pass_the_dry_run(gin_file, bindings):
   assert estimates[0].total_bytes > 0
 
 
-
 @pytest.mark.parametrize('objective', [corpus_tasks.SPAN_CORRUPTION_TASK,
                                        corpus_tasks.PREFIX_LM_TASK])
 def test_the_unrevealed_variant_reads_the_same_documents_without_statements(

@@ -85,6 +85,10 @@ def test_majority_fraction():
                                   'negation_rate=2.0'),
     (['--tasks=corpus_topic', '--sizes=tiny', '--knobs=qa_distractors=0'],
      "--tasks with --knobs: 'corpus_topic' is not a task"),
+    # A variant is not renamed again (the knobs register it first).
+    (['--tasks=corpus_suite_knobs_f80fe069_qa', '--sizes=tiny',
+      '--knobs=qa_distractors=0'],
+     "--tasks with --knobs: 'corpus_suite_knobs_f80fe069_qa' is not a task"),
 ])
 def test_bad_flags_exit_2_naming_the_fault(args, message, capsys):
   assert _main(args) == 2
